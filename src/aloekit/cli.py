@@ -1,0 +1,227 @@
+"""The ``aloe`` command: wiring only. Every command calls a library function that does the work.
+
+Errors the user can fix (:class:`~aloekit.errors.UserError`) print one line and exit 2; heavy libraries are
+imported inside commands so ``aloe --help`` and ``aloe models info`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from aloekit.errors import UserError
+
+app = typer.Typer(
+    name="aloe",
+    help="aloekit: turn an open base LLM into an aligned, evaluated healthcare LLM (the Aloe recipe).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="Resolve, convert and inspect model references.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Alias (smollm2-135m-instruct), local folder, .gguf file or Hub id (org/name[@revision]).",
+    ),
+]
+AllowPickle = Annotated[
+    bool, typer.Option("--allow-pickle", help="Allow pickle weights (.bin/.pt), which can run code on load.")
+]
+TrustCode = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Run the model's own Python code (config auto_map).")
+]
+Backend = Annotated[str, typer.Option("--backend", "-b", help="Engine: hf, vllm or openai.")]
+
+
+def _engine_options(
+    backend: str, base_url: str | None, api_key: str | None, allow_pickle: bool, trust_remote_code: bool, seed: int
+) -> dict[str, object]:
+    if backend == "openai":
+        return {"base_url": base_url, "api_key": api_key, "seed": seed}
+    return {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code, "seed": seed}
+
+
+@models_app.command("info")
+def models_info(
+    ref: Annotated[str, typer.Argument(help="Model reference to resolve and describe.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (its 'path' is the local folder).")
+    ] = False,
+    allow_pickle: AllowPickle = False,
+    trust_remote_code: TrustCode = False,
+) -> None:
+    """Resolve REF (converting a GGUF once, into the cache) and print what the model is."""
+    from aloekit import models
+
+    resolved = models.resolve(ref, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    info = models.info(resolved)
+    if as_json:
+        typer.echo(json.dumps(info.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in info.as_dict().items():
+        shown = (
+            f"{value:,}"
+            if key == "parameters"
+            else ("present" if value is True else "absent" if value is False else value)
+        )
+        table.add_row(key.replace("_", " "), str(shown))
+    Console().print(table)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The user message (or raw text with --raw).")],
+    model: ModelOpt = "smollm2-135m-instruct",
+    backend: Backend = "hf",
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Send PROMPT as raw text, without the chat template.")] = False,
+    max_tokens: Annotated[int, typer.Option(help="Most new tokens.")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    n: Annotated[int, typer.Option(help="Samples to draw.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="openai backend: bearer token (or $OPENAI_API_KEY).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    allow_pickle: AllowPickle = False,
+    trust_remote_code: TrustCode = False,
+) -> None:
+    """Generate a reply to PROMPT with any engine."""
+    from aloekit.engines import GenerationRequest, load_engine
+
+    if raw and system:
+        raise UserError("--system needs the chat template; drop --raw or --system")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    request = GenerationRequest(
+        prompt=prompt if raw else None,
+        messages=None if raw else tuple(messages),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        n=n,
+        stop=tuple(stop or ()),
+        seed=seed,
+    )
+    model_name: str | None = model if backend != "openai" or model != "smollm2-135m-instruct" else None
+    engine = load_engine(
+        backend, model_name, **_engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
+    )
+    try:
+        result = engine.generate([request])[0]
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "model": engine.model_id,
+                    "backend": backend,
+                    "texts": result.texts,
+                    "finish_reasons": result.finish_reasons,
+                    "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens,
+                }
+            )
+        )
+        return
+    for i, text in enumerate(result.texts):
+        if n > 1:
+            typer.echo(f"--- sample {i + 1}")
+        typer.echo(text)
+
+
+@app.command()
+def serve(
+    model: ModelOpt = "smollm2-135m-instruct",
+    backend: Backend = "hf",
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require 'Authorization: Bearer KEY' (default: $ALOE_API_KEY if set).")
+    ] = None,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted (413 above).")] = 1_000_000,
+    max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for (400 above).")] = 2048,
+    max_concurrency: Annotated[int, typer.Option(help="Requests processed at once; more wait in the queue.")] = 8,
+    max_queue: Annotated[int, typer.Option(help="Requests allowed to wait; more get 429.")] = 64,
+    served_name: Annotated[str | None, typer.Option(help="Model name clients use (default: the reference).")] = None,
+    seed: Annotated[int, typer.Option(help="Default sampling seed.")] = 0,
+    allow_pickle: AllowPickle = False,
+    trust_remote_code: TrustCode = False,
+) -> None:
+    """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    from aloekit.engines import load_engine
+    from aloekit.serve import ServerLimits, run_server
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get("ALOE_API_KEY")):
+        typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can use the model", err=True)
+    engine = load_engine(backend, model, **_engine_options(backend, None, None, allow_pickle, trust_remote_code, seed))
+    limits = ServerLimits(
+        max_request_bytes=max_request_bytes,
+        max_tokens=max_tokens_limit,
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+    )
+    run_server(
+        engine,
+        host=host,
+        port=port,
+        api_key=api_key or os.environ.get("ALOE_API_KEY"),
+        limits=limits,
+        served_name=served_name or model,
+    )
+
+
+@app.command()
+def demo(
+    model: ModelOpt = "smollm2-135m-instruct",
+    max_tokens: Annotated[int, typer.Option(help="Most new tokens per answer.")] = 96,
+) -> None:
+    """Offline demo: the embedded model answers three medical questions."""
+    from aloekit import demo as demo_module
+
+    demo_module.main(model, max_tokens)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        return UserError.exit_code
+    except typer.Exit as e:
+        return int(e.exit_code or 0)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""The transformers backend: CPU or GPU, batched, length-sorted, deterministic given a seed.
+
+Two ideas make it fast where lm-eval's generic plumbing is slow on a CPU:
+
+* Log-likelihood requests are grouped by their (tokenized) context. Each context is run through the model once,
+  with its KV cache kept; the cache is then replicated per continuation and only the continuation tokens are
+  run. When every continuation is a single token (MCQA letters), the second pass is skipped altogether: one
+  forward per question.
+* Requests are sorted by length before batching, so padding (wasted compute) is small, and the first batch is
+  the longest, so an out-of-memory error shows up at once rather than at the end.
+
+Tokenization (shared with the vllm backend) lives in :mod:`aloekit.engines.tokens`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aloekit.engines.base import (
+    Generation,
+    GenerationRequest,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    PromptLogprobs,
+    truncate_at_stop,
+)
+from aloekit.engines.tokens import PromptEncoder
+from aloekit.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Continuations scored together per forward, relative to batch_size: contexts dominate the cost, continuations
+# are short, so a continuation pass can be wider than a context pass.
+_CONTINUATIONS_PER_CONTEXT_SLOT = 4
+
+
+@dataclass
+class _Group:
+    """Continuations that share one tokenized context."""
+
+    context: tuple[int, ...]
+    members: list[tuple[int, tuple[int, ...]]]  # (request index, continuation token ids)
+
+
+class HFEngine:
+    """Engine over a transformers causal LM already in memory (see :meth:`from_reference` to load one)."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        model_id: str,
+        batch_size: int = 8,
+        seed: int = 0,
+        add_bos: bool | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.batch_size = batch_size
+        self.seed = seed
+        self.encoder = PromptEncoder(
+            tokenizer, model_id=model_id, model_type=str(getattr(model.config, "model_type", "")), add_bos=add_bos
+        )
+        if tokenizer.pad_token_id is None:
+            # Padding is always masked out, so any id works; eos is what most chat models use.
+            tokenizer.pad_token = tokenizer.eos_token
+        self.pad_id = int(tokenizer.pad_token_id)
+        cfg_max = getattr(model.config, "max_position_embeddings", None) or getattr(
+            getattr(model.config, "text_config", None), "max_position_embeddings", None
+        )
+        self.max_length = int(max_length or cfg_max or 4096)
+        self.eos_ids = _eos_ids(model, tokenizer)
+
+    @classmethod
+    def from_reference(
+        cls,
+        ref: str,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 8,
+        seed: int = 0,
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        add_bos: bool | None = None,
+    ) -> HFEngine:
+        """Resolve ``ref`` (alias, folder, .gguf, Hub id) and load it on ``device`` (default: cuda if present)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from aloekit import models
+
+        resolved = models.resolve(
+            ref, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, revision=revision
+        )
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {device} asked for, but torch sees no CUDA GPU; use --device cpu")
+        torch_dtype = _dtype(dtype, device)
+        has_safetensors = any(resolved.path.glob("*.safetensors"))
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            resolved.path,
+            dtype=torch_dtype,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=has_safetensors,
+        ).to(device)
+        return cls(model, tokenizer, model_id=str(ref), batch_size=batch_size, seed=seed, add_bos=add_bos)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # --- tokenization ----------------------------------------------------------------------------------------
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        return self.encoder.prompt_ids(request)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        bos = self.tokenizer.bos_token_id
+        return self.encoder.encode_pair(
+            context, continuation, fallback_start=int(bos if bos is not None else self.eos_ids[0])
+        )
+
+    # --- log-likelihood --------------------------------------------------------------------------------------
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[Loglikelihood]:
+        import torch
+
+        groups: dict[tuple[int, ...], _Group] = {}
+        for i, req in enumerate(requests):
+            ctx, cont = self.encode_pair(req.context, req.continuation)
+            if len(ctx) + len(cont) > self.max_length:
+                raise UserError(
+                    f"log-likelihood request {i} is {len(ctx) + len(cont)} tokens, more than the model's "
+                    f"{self.max_length}; shorten the prompt (fewer few-shot examples) or use a longer-context model"
+                )
+            key = tuple(ctx)
+            groups.setdefault(key, _Group(key, [])).members.append((i, tuple(cont)))
+        # Split very wide groups so one continuation pass stays within memory; each split re-runs its context.
+        width = self.batch_size * _CONTINUATIONS_PER_CONTEXT_SLOT
+        work: list[_Group] = []
+        for g in groups.values():
+            work += [_Group(g.context, g.members[k : k + width]) for k in range(0, len(g.members), width)]
+        work.sort(key=lambda g: -(len(g.context) + max(len(c) for _, c in g.members)))
+
+        results: list[Loglikelihood | None] = [None] * len(requests)
+        batches = list(_batches_of_groups(work, self.batch_size, width))
+        with torch.inference_mode(), _progress(progress, len(requests), "log-likelihood") as advance:
+            for batch in batches:
+                for index, value in self._score_batch(batch):
+                    results[index] = value
+                advance(sum(len(g.members) for g in batch))
+        return [r for r in results if r is not None]
+
+    def _score_batch(self, batch: list[_Group]) -> Iterator[tuple[int, Loglikelihood]]:
+        import torch
+
+        dev = self.device
+        contexts = [list(g.context) for g in batch]
+        ctx_len = max(len(c) for c in contexts)
+        ids = torch.full((len(batch), ctx_len), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), ctx_len), dtype=torch.long)
+        for row, c in enumerate(contexts):  # left padding: every context ends at the same column
+            ids[row, ctx_len - len(c) :] = torch.tensor(c)
+            mask[row, ctx_len - len(c) :] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        needs_second_pass = any(len(cont) > 1 for g in batch for _, cont in g.members)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=needs_second_pass,
+            logits_to_keep=1,  # only the last position predicts a continuation's first token
+        )
+        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+
+        # One row per continuation; row r belongs to context group_of[r].
+        rows = [(g_idx, index, cont) for g_idx, g in enumerate(batch) for index, cont in g.members]
+        first_tokens = torch.tensor([cont[0] for _, _, cont in rows], device=dev)
+        group_of = torch.tensor([g for g, _, _ in rows], device=dev)
+        first_lp = first[group_of, first_tokens]
+        first_greedy = first[group_of].argmax(-1) == first_tokens
+
+        rest_lp = torch.zeros(len(rows), device=dev)
+        rest_greedy = torch.ones(len(rows), dtype=torch.bool, device=dev)
+        if needs_second_pass:
+            cache = out.cache  # transformers 5 renamed past_key_values to cache
+            cache.reorder_cache(group_of)  # replicate each context's keys/values once per continuation
+            width = max(len(cont) for _, _, cont in rows) - 1
+            inp = torch.full((len(rows), max(width, 1)), self.pad_id, dtype=torch.long)
+            cont_mask = torch.zeros_like(inp)
+            for r, (_, _, cont) in enumerate(rows):
+                if len(cont) > 1:  # input: all but the last token; targets: all but the first
+                    inp[r, : len(cont) - 1] = torch.tensor(cont[:-1])
+                    cont_mask[r, : len(cont) - 1] = 1
+            inp, cont_mask = inp.to(dev), cont_mask.to(dev)
+            full_mask = torch.cat([mask[group_of], cont_mask], dim=1)
+            ctx_positions = mask.sum(-1)[group_of].unsqueeze(1)
+            pos = ctx_positions + torch.arange(inp.shape[1], device=dev).unsqueeze(0)
+            logits = self.model(
+                input_ids=inp, attention_mask=full_mask, position_ids=pos, cache=cache, use_cache=False
+            ).logits
+            lp = torch.log_softmax(logits.float(), dim=-1)
+            for r, (_, _, cont) in enumerate(rows):
+                if len(cont) > 1:
+                    target = torch.tensor(cont[1:], device=dev)
+                    step = lp[r, : len(cont) - 1]
+                    rest_lp[r] = step.gather(-1, target.unsqueeze(-1)).sum()
+                    rest_greedy[r] = bool((step.argmax(-1) == target).all())
+        total = (first_lp + rest_lp).tolist()
+        greedy = (first_greedy & rest_greedy).tolist()
+        for r, (_, index, cont) in enumerate(rows):
+            yield index, Loglikelihood(logprob=float(total[r]), is_greedy=bool(greedy[r]), n_tokens=len(cont))
+
+    # --- prompt log-probabilities (OpenAI echo) --------------------------------------------------------------
+
+    def prompt_logprobs(self, prompts: Sequence[str], *, top: int = 1) -> list[PromptLogprobs]:
+        import torch
+
+        results: list[PromptLogprobs] = []
+        with torch.inference_mode():
+            for prompt in prompts:  # one at a time: full-vocabulary logits for every position are large
+                enc = self.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+                prefix = self.encoder.prefix()
+                ids = prefix + list(enc["input_ids"])
+                offsets = [0] * len(prefix) + [int(s) for s, _ in enc["offset_mapping"]]
+                if not ids:
+                    results.append(PromptLogprobs([], [], [], []))
+                    continue
+                if len(ids) > self.max_length:
+                    raise UserError(f"prompt is {len(ids)} tokens, more than the model's {self.max_length}")
+                logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0]
+                lp = torch.log_softmax(logits.float(), dim=-1)
+                token_lp: list[float | None] = [None]
+                tops: list[dict[str, float] | None] = [None]
+                for pos in range(1, len(ids)):
+                    token_lp.append(float(lp[pos - 1, ids[pos]]))
+                    values, indices = lp[pos - 1].topk(max(top, 1))
+                    tops.append({self._piece(int(t)): float(v) for v, t in zip(values, indices, strict=True)})
+                results.append(PromptLogprobs([self._piece(t) for t in ids], offsets, token_lp, tops))
+        return results
+
+    def _piece(self, token_id: int) -> str:
+        return str(self.tokenizer.decode([token_id]))
+
+    # --- generation ------------------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+        import torch
+
+        encoded = [self.prompt_ids(r) for r in requests]
+        for i, (req, ids) in enumerate(zip(requests, encoded, strict=True)):
+            if len(ids) + req.max_tokens > self.max_length:
+                raise UserError(
+                    f"request {i}: {len(ids)} prompt tokens + max_tokens {req.max_tokens} exceed the model's "
+                    f"{self.max_length}; shorten the prompt or lower max_tokens"
+                )
+        # Requests with the same decoding settings can share a generate() call; sort each set by length.
+        by_settings: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            seed = None if r.greedy else (self.seed if r.seed is None else r.seed)
+            by_settings[(r.max_tokens, r.temperature, r.top_p, r.n, r.stop, seed)].append(i)
+        results: list[Generation | None] = [None] * len(requests)
+        with torch.inference_mode(), _progress(progress, len(requests), "generate") as advance:
+            for (max_tokens, temperature, top_p, n, stop, seed), members in by_settings.items():
+                members.sort(key=lambda i: -len(encoded[i]))
+                for chunk_no, start in enumerate(range(0, len(members), self.batch_size)):
+                    chunk = members[start : start + self.batch_size]
+                    if seed is not None:
+                        # Seeded per chunk: the same requests in the same order always sample the same tokens.
+                        torch.manual_seed(seed * 1_000_003 + chunk_no)
+                    outs = self._generate_chunk([encoded[i] for i in chunk], max_tokens, temperature, top_p, n, stop)
+                    for i, gen in zip(chunk, outs, strict=True):
+                        results[i] = gen
+                    advance(len(chunk))
+        return [r for r in results if r is not None]
+
+    def _generate_chunk(
+        self, prompts: list[list[int]], max_tokens: int, temperature: float, top_p: float, n: int, stop: tuple[str, ...]
+    ) -> list[Generation]:
+        import torch
+        from transformers import GenerationConfig
+
+        if max_tokens == 0:
+            return [Generation([""] * n, ["length"] * n, len(p), [0] * n) for p in prompts]
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        sampled = temperature > 0
+        # A fresh config: the model's own generation_config may turn sampling on (or set top_k) behind our back.
+        config = GenerationConfig(
+            max_new_tokens=max_tokens,
+            do_sample=sampled,
+            temperature=temperature if sampled else None,
+            top_p=top_p if sampled else None,
+            top_k=None,
+            num_return_sequences=n,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+            stop_strings=list(stop) or None,
+        )
+        out = self.model.generate(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            generation_config=config,
+            tokenizer=self.tokenizer if stop else None,
+        )
+        new = out[:, width:].tolist()
+        eos = set(self.eos_ids)
+        gens: list[Generation] = []
+        for row, p in enumerate(prompts):
+            texts: list[str] = []
+            reasons: list[str] = []
+            counts: list[int] = []
+            for sample in new[row * n : (row + 1) * n]:
+                cut = next((k for k, t in enumerate(sample) if t in eos), None)
+                tokens = sample if cut is None else sample[:cut]
+                text, hit_stop = truncate_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
+                texts.append(text)
+                reasons.append("stop" if cut is not None or hit_stop else "length")
+                counts.append(len(tokens) + (1 if cut is not None else 0))
+            gens.append(Generation(texts, reasons, len(p), counts))  # type: ignore[arg-type]
+        return gens
+
+    def close(self) -> None:
+        """Nothing to release beyond memory, which Python frees with the engine."""
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """End-of-generation ids: the generation config's (chat models often list several) plus the tokenizer's."""
+    ids: list[int] = []
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    for value in configured if isinstance(configured, list) else [configured]:
+        if value is not None and int(value) not in ids:
+            ids.append(int(value))
+    if tokenizer.eos_token_id is not None and int(tokenizer.eos_token_id) not in ids:
+        ids.append(int(tokenizer.eos_token_id))
+    if not ids:
+        raise UserError("the model defines no end-of-sequence token (eos_token_id); set one in generation_config.json")
+    return ids
+
+
+def _dtype(name: str, device: str) -> torch.dtype:
+    import torch
+
+    if name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # CPU half precision is slow and lossy on most CPUs
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in table:
+        raise UserError(f"unknown dtype '{name}': choose auto, float32, bfloat16 or float16")
+    return table[name]
+
+
+def _batches_of_groups(groups: list[_Group], max_groups: int, max_rows: int) -> Iterator[list[_Group]]:
+    batch: list[_Group] = []
+    rows = 0
+    for g in groups:
+        if batch and (len(batch) == max_groups or rows + len(g.members) > max_rows):
+            yield batch
+            batch, rows = [], 0
+        batch.append(g)
+        rows += len(g.members)
+    if batch:
+        yield batch
+
+
+class _progress:
+    """A rich progress bar with ETA when asked for, a no-op otherwise (so library calls stay quiet)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled, self.total, self.label = enabled, total, label
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda k: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        )
+        self._bar.start()
+        task = self._bar.add_task(self.label, total=self.total)
+        return lambda k: self._bar.advance(task, k)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
