@@ -74,8 +74,8 @@ def models_info(
     for key, value in info.as_dict().items():
         shown = (
             f"{value:,}"
-            if key == "parameters"
-            else ("present" if value is True else "absent" if value is False else value)
+            if key == "parameters" and value is not None
+            else ("present" if value is True else "absent" if value is False else "unknown" if value is None else value)
         )
         table.add_row(key.replace("_", " "), str(shown))
     Console().print(table)

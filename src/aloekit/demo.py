@@ -29,7 +29,11 @@ def run(model: str = DEFAULT_MODEL, max_tokens: int = 96) -> list[tuple[str, str
         for q in QUESTIONS
     ]
     answers = engine.generate(requests, progress=True)
-    return [(q, a.text.strip()) for q, a in zip(QUESTIONS, answers, strict=True)]
+    # Mark answers cut by the token limit, so a reader does not take a cut-off sentence for the model's end.
+    return [
+        (q, a.text.strip() + (" [...]" if a.finish_reasons[0] == "length" else ""))
+        for q, a in zip(QUESTIONS, answers, strict=True)
+    ]
 
 
 def main(model: str = DEFAULT_MODEL, max_tokens: int = 96) -> None:

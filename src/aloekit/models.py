@@ -97,7 +97,7 @@ def resolve(
     path = Path(text).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise UserError(f"GGUF file not found: {path}")
+            raise UserError(f"GGUF file not found: {path}; check the path (or use an alias such as {DEFAULT_MODEL})")
         return ResolvedModel(text, _convert_gguf(path), "gguf")
     if path.is_dir():
         _check_folder(path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
@@ -184,6 +184,7 @@ def _convert_gguf(path: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         try:
             _gguf_to_safetensors(path, tmp)
+            _make_readable(tmp)
             if target.exists():  # a stale, unfinished folder (no marker): replace it
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -212,6 +213,18 @@ def _gguf_to_safetensors(path: Path, out: Path) -> None:
     (out / "aloe_source.json").write_text(
         json.dumps({"gguf": str(path), "sha256": file_sha256(path), "conversion_version": CONVERSION_VERSION}, indent=2)
     )
+
+
+def _make_readable(folder: Path) -> None:
+    """Let other users of a shared cache read a finished conversion.
+
+    ``mkdtemp`` creates the folder with mode 0700 and safetensors writes its files with mode 0600, so without
+    this only the user who converted could load the model.
+    """
+    folder.chmod(0o755)
+    for item in folder.rglob("*"):
+        if not item.is_symlink():
+            item.chmod(0o755 if item.is_dir() else 0o644)
 
 
 @contextlib.contextmanager
@@ -269,13 +282,20 @@ def _check_folder(path: Path, *, allow_pickle: bool, trust_remote_code: bool) ->
 
 def _download(repo: str, revision: str | None, *, allow_pickle: bool) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     patterns = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]
     if allow_pickle:
         patterns += [f"*{s}" for s in PICKLE_SUFFIXES]
     try:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
+    except HFValidationError as e:
+        raise UserError(f"'{repo}' is not a valid Hub id ({e}): use org/name, e.g. HuggingFaceTB/SmolLM2-135M") from e
     except RepositoryNotFoundError as e:
         raise UserError(f"Hub model '{repo}' not found (or private: run `hf auth login`)") from e
     except LocalEntryNotFoundError as e:
@@ -297,7 +317,8 @@ class ModelInfo:
     source: str
     architecture: str | None
     model_type: str | None
-    parameters: int
+    parameters: int | None
+    """Counted from safetensors headers; None for pickle-only folders (counting would mean unpickling)."""
     dtype: str | None
     vocab_size: int | None
     chat_template: bool
@@ -354,7 +375,7 @@ def info(resolved: ResolvedModel) -> ModelInfo:
         source=resolved.source,
         architecture=(cfg.get("architectures") or [None])[0],
         model_type=cfg.get("model_type"),
-        parameters=params,
+        parameters=params if shards else None,
         dtype=",".join(sorted(dtypes)).lower() or cfg.get("dtype") or cfg.get("torch_dtype"),
         vocab_size=cfg.get("vocab_size") or text_cfg.get("vocab_size"),
         chat_template=has_template,

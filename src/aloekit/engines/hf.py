@@ -29,6 +29,7 @@ from aloekit.engines.base import (
 )
 from aloekit.engines.tokens import PromptEncoder
 from aloekit.errors import UserError
+from aloekit.progress import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -159,7 +160,7 @@ class HFEngine:
 
         results: list[Loglikelihood | None] = [None] * len(requests)
         batches = list(_batches_of_groups(work, self.batch_size, width))
-        with torch.inference_mode(), _progress(progress, len(requests), "log-likelihood") as advance:
+        with torch.inference_mode(), progress_bar(progress, len(requests), "log-likelihood") as advance:
             for batch in batches:
                 for index, value in self._score_batch(batch):
                     results[index] = value
@@ -276,7 +277,7 @@ class HFEngine:
             seed = None if r.greedy else (self.seed if r.seed is None else r.seed)
             by_settings[(r.max_tokens, r.temperature, r.top_p, r.n, r.stop, seed)].append(i)
         results: list[Generation | None] = [None] * len(requests)
-        with torch.inference_mode(), _progress(progress, len(requests), "generate") as advance:
+        with torch.inference_mode(), progress_bar(progress, len(requests), "generate") as advance:
             for (max_tokens, temperature, top_p, n, stop, seed), members in by_settings.items():
                 members.sort(key=lambda i: -len(encoded[i]))
                 for chunk_no, start in enumerate(range(0, len(members), self.batch_size)):
@@ -385,27 +386,3 @@ def _batches_of_groups(groups: list[_Group], max_groups: int, max_rows: int) -> 
         rows += len(g.members)
     if batch:
         yield batch
-
-
-class _progress:
-    """A rich progress bar with ETA when asked for, a no-op otherwise (so library calls stay quiet)."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled, self.total, self.label = enabled, total, label
-        self._bar: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda k: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-        )
-        self._bar.start()
-        task = self._bar.add_task(self.label, total=self.total)
-        return lambda k: self._bar.advance(task, k)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -118,11 +118,11 @@ class VLLMEngine:
             results.append(Generation(texts, reasons, len(ids), counts))  # type: ignore[arg-type]
         return results
 
-    def loglikelihood(
-        self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False
-    ) -> list[Loglikelihood]:
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[Loglikelihood]:
         vllm = _import_vllm()
-        pairs = [self.encoder.encode_pair(r.context, r.continuation, fallback_start=self._fallback_start) for r in requests]
+        pairs = [
+            self.encoder.encode_pair(r.context, r.continuation, fallback_start=self._fallback_start) for r in requests
+        ]
         # max_tokens=1 because vLLM must generate something; prompt_logprobs=1 returns each prompt token's
         # log-probability together with its rank (rank 1 = the argmax, i.e. greedy).
         params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
