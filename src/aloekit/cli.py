@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from aloekit.errors import UserError
+from aloekit.models import DEFAULT_MODEL
 
 app = typer.Typer(
     name="aloe",
@@ -118,7 +120,7 @@ def generate(
         stop=tuple(stop or ()),
         seed=seed,
     )
-    model_name: str | None = model if backend != "openai" or model != "smollm2-135m-instruct" else None
+    model_name: str | None = model if backend != "openai" or model != DEFAULT_MODEL else None
     engine = load_engine(
         backend, model_name, **_engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
     )
@@ -185,6 +187,101 @@ def serve(
         limits=limits,
         served_name=served_name or model,
     )
+
+
+@app.command("eval")
+def eval_(
+    benchmarks: Annotated[
+        str, typer.Option("--benchmarks", help="Comma-separated benchmarks or groups, e.g. mmlu_anatomy,pubmedqa.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.json, samples.jsonl and the cache.")],
+    model: ModelOpt = "smollm2-135m-instruct",
+    mode: Annotated[str, typer.Option(help="loglik (lm-eval's prompts, acc/acc_norm) or generate.")] = "loglik",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder laid out like shared/data; without it, benchmarks load from the Hub.")
+    ] = None,
+    backend: Backend = "hf",
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions of each benchmark.")] = None,
+    num_fewshot: Annotated[int, typer.Option(help="Solved examples before each question.")] = 0,
+    cot: Annotated[bool, typer.Option("--cot", help="generate mode: reason step by step first.")] = False,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="generate mode: most new tokens (default 32; 512 with --cot).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and the bootstrap CIs.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Questions between cache writes (resume granularity).")] = 64,
+    base_url: Annotated[str | None, typer.Option(help="openai backend: server URL ending in /v1.")] = None,
+    api_key: Annotated[str | None, typer.Option(help="openai backend: bearer token (or $OPENAI_API_KEY).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of the table.")] = False,
+    allow_pickle: AllowPickle = False,
+    trust_remote_code: TrustCode = False,
+) -> None:
+    """Evaluate a model on medical multiple-choice benchmarks; resumable (rerun the same command after a kill)."""
+    from pydantic import ValidationError
+
+    from aloekit.config import MCQAConfig
+
+    try:
+        config = MCQAConfig(
+            benchmarks=benchmarks,
+            mode=mode,
+            data_dir=data_dir,
+            limit=limit,
+            num_fewshot=num_fewshot,
+            cot=cot,
+            max_tokens=max_tokens,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UserError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from e
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
+    from aloekit.engines import load_engine
+    from aloekit.evaluation.mcqa import evaluate, load_benchmarks, table
+
+    loaded = load_benchmarks(config)  # unknown names and bad files fail here, before a model is loaded
+
+    options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
+    if backend == "hf":
+        options["batch_size"] = batch_size
+    served = backend == "openai"
+    engine = load_engine(backend, None if served and model == DEFAULT_MODEL else model, **options)
+    try:
+        if served:
+            # A served model's weights are out of reach: its URL and name are what identify it.
+            url = getattr(engine, "base_url", base_url)
+            record = {
+                "reference": engine.model_id,
+                "backend": backend,
+                "fingerprint": f"openai:{url}:{engine.model_id}",
+            }
+        else:
+            record = _model_record(model, backend, allow_pickle, trust_remote_code)
+        results = evaluate(engine, config, out, model=record, loaded=loaded)
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    from rich.console import Console
+
+    Console().print(table(results))
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'samples.jsonl'}")
+
+
+def _model_record(model: str, backend: str, allow_pickle: bool, trust_remote_code: bool) -> dict[str, object]:
+    """What results.json says about a local model: its reference, its folder and a content fingerprint."""
+    from aloekit import models
+
+    resolved = models.resolve(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    return {
+        "reference": model,
+        "backend": backend,
+        "path": str(resolved.path),
+        "fingerprint": models.fingerprint(resolved),
+    }
 
 
 @app.command()

@@ -307,6 +307,22 @@ def _download(repo: str, revision: str | None, *, allow_pickle: bool) -> Path:
         raise UserError(f"cannot download Hub model '{repo}': {e}") from e
 
 
+def fingerprint(resolved: ResolvedModel) -> str:
+    """A content hash of the model's weights and tokenizer, for cache keys and run records.
+
+    File hashes are memoised by (path, size, mtime), so only the first call on a model reads its weights.
+    """
+    digest = hashlib.sha256()
+    names = sorted(
+        p.name for p in resolved.path.iterdir() if p.suffix in (".safetensors", ".json", ".jinja", *PICKLE_SUFFIXES)
+    )
+    for name in names:
+        if name in ("aloe_source.json",):  # provenance only: the same weights converted twice are the same model
+            continue
+        digest.update(name.encode() + b"\0" + file_sha256(resolved.path / name).encode())
+    return digest.hexdigest()
+
+
 # --- inspection ----------------------------------------------------------------------------------------------
 
 

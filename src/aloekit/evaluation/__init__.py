@@ -1,0 +1,1 @@
+"""Evaluation: medical MCQA, safety, bias, truthfulness."""

@@ -1,0 +1,202 @@
+"""The benchmark registry: each benchmark is a declaration (where its data lives, which prompt, which choices),
+not code. Prompts and continuations match EleutherAI lm-evaluation-harness task for task (``lm_eval_task``), so
+our log-likelihood scores are comparable with the numbers the field reports.
+
+A benchmark loads from ``--data-dir`` when one is given (the layout of ``shared/data``: ``local`` below is the
+path inside it) and from the Hugging Face Hub otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from aloekit.data.schema import MCQItem
+from aloekit.data.sources import mcqa
+from aloekit.errors import UserError
+
+PromptStyle = Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "headqa"]
+"""Which lm-eval prompt the benchmark uses (see :mod:`aloekit.evaluation.prompts`)."""
+
+
+@dataclass(frozen=True)
+class HubRef:
+    path: str
+    name: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    format: Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "careqa", "headqa"]
+    """How rows are read (:mod:`aloekit.data.sources.mcqa`)."""
+    prompt: PromptStyle
+    local: str | None
+    """Path of the evaluation file inside --data-dir (None: Hub only)."""
+    hub: HubRef | None
+    """The Hub dataset, config and split (None: local only)."""
+    choices: Literal["labels", "texts"] = "labels"
+    """Log-likelihood continuations: option letters (or yes/no/maybe), or the option texts themselves (HEAD-QA)."""
+    fewshot_local: str | None = None
+    fewshot_hub: HubRef | None = None
+    subject: str | None = None
+    lm_eval_task: str | None = None
+    """The equivalent lm-evaluation-harness task, whose prompt and metric this benchmark reproduces."""
+
+
+MMLU_MEDICAL = (
+    "anatomy",
+    "clinical_knowledge",
+    "college_biology",
+    "college_medicine",
+    "medical_genetics",
+    "professional_medicine",
+)
+
+
+def _mmlu(subject: str) -> Benchmark:
+    return Benchmark(
+        name=f"mmlu_{subject}",
+        format="mmlu",
+        prompt="mmlu",
+        local=f"mmlu_medical/test/{subject}_test.csv",
+        hub=HubRef("cais/mmlu", subject, "test"),
+        fewshot_local=f"mmlu_medical/dev/{subject}_dev.csv",
+        fewshot_hub=HubRef("cais/mmlu", subject, "dev"),
+        subject=subject,
+        lm_eval_task=f"mmlu_{subject}",
+    )
+
+
+REGISTRY: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark(
+            "medqa_4options",
+            "medqa",
+            "medqa",
+            local="medqa/test.jsonl",
+            hub=HubRef("GBaker/MedQA-USMLE-4-options", None, "test"),
+            lm_eval_task="medqa_4options",
+        ),
+        Benchmark(
+            "medmcqa",
+            "medmcqa",
+            "medmcqa",
+            local="medmcqa/dev.jsonl",
+            hub=HubRef("openlifescienceai/medmcqa", None, "validation"),
+            lm_eval_task="medmcqa",
+        ),
+        Benchmark(
+            "pubmedqa",
+            "pubmedqa",
+            "pubmedqa",
+            local="pubmedqa/ori_pqal.json",
+            hub=HubRef("bigbio/pubmed_qa", "pubmed_qa_labeled_fold0_source", "test"),
+            lm_eval_task="pubmedqa",
+        ),
+        *(_mmlu(s) for s in MMLU_MEDICAL),
+        Benchmark(
+            "medexqa",
+            "medqa",
+            "medqa",
+            local="medexqa/test.jsonl",
+            hub=None,
+            fewshot_local="medexqa/train.jsonl",
+        ),
+        Benchmark(
+            "careqa",
+            "careqa",
+            "medmcqa",
+            local="careqa/test.jsonl",
+            hub=HubRef("HPAI-BSC/CareQA", "CareQA_en", "test"),
+            lm_eval_task="careqa_en",
+        ),
+        Benchmark(
+            "headqa",
+            "headqa",
+            "headqa",
+            local="headqa/test.jsonl",
+            hub=HubRef("EleutherAI/headqa", "en", "test"),
+            choices="texts",
+            lm_eval_task="headqa_en",
+        ),
+    )
+}
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    # lm-eval's multimedqa: accuracy weighted by benchmark size.
+    "multimedqa": ("pubmedqa", "medmcqa", "medqa_4options", *(f"mmlu_{s}" for s in MMLU_MEDICAL)),
+    "mmlu_medical": tuple(f"mmlu_{s}" for s in MMLU_MEDICAL),
+}
+
+
+def expand(names: str | list[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    """Benchmark names (groups expanded, duplicates dropped, order kept) and the groups that were asked for."""
+    wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    if not wanted:
+        raise UserError("no benchmark named: pass --benchmarks, e.g. mmlu_anatomy,pubmedqa (or a group: multimedqa)")
+    benchmarks: list[str] = []
+    groups: dict[str, tuple[str, ...]] = {}
+    for name in wanted:
+        if name in GROUPS:
+            groups[name] = GROUPS[name]
+            members = GROUPS[name]
+        elif name in REGISTRY:
+            members = (name,)
+        else:
+            known = ", ".join([*REGISTRY, *GROUPS])
+            raise UserError(f"unknown benchmark '{name}': choose from {known}")
+        benchmarks += [m for m in members if m not in benchmarks]
+    return benchmarks, groups
+
+
+def load(bench: Benchmark, data_dir: Path | None, *, fewshot: bool = False) -> list[MCQItem]:
+    """The benchmark's evaluation items (or its few-shot pool), from ``data_dir`` if given, else the Hub."""
+    relative = bench.fewshot_local if fewshot else bench.local
+    hub = bench.fewshot_hub if fewshot else bench.hub
+    if fewshot and relative is None and hub is None:
+        raise UserError(f"benchmark {bench.name} has no few-shot split: use --num-fewshot 0")
+    if data_dir is not None:
+        if relative is None:
+            raise UserError(f"benchmark {bench.name} is only on the Hub ({hub.path if hub else '?'}): drop --data-dir")
+        return _load_local(bench, Path(data_dir), relative)
+    if hub is None:
+        raise UserError(f"benchmark {bench.name} has no Hub copy: pass --data-dir with {relative} inside it")
+    return mcqa.load_hub(hub.path, hub.name, hub.split, _hub_parser(bench), relative=relative)
+
+
+def _load_local(bench: Benchmark, data_dir: Path, relative: str) -> list[MCQItem]:
+    path = data_dir / relative
+    if not path.is_file():
+        raise UserError(f"benchmark {bench.name}: {path} not found; --data-dir must hold {relative}")
+    if bench.format == "mmlu":
+        return mcqa.load_mmlu_csv(path, bench.subject or "")
+    if bench.format == "pubmedqa":
+        return mcqa.load_pubmedqa(path, path.with_name("test_ground_truth.json"))
+    parsers = {
+        "medqa": mcqa.medqa_row,
+        "medmcqa": mcqa.medmcqa_row(cop_base=1),  # the MIRAGE copy that shared/data documents
+        "careqa": mcqa.careqa_row,
+        "headqa": mcqa.headqa_row,
+    }
+    return mcqa.load_jsonl(path, parsers[bench.format])
+
+
+def _hub_parser(bench: Benchmark) -> mcqa.RowParser:
+    if bench.format == "mmlu":
+        return mcqa.mmlu_hub_row(bench.subject or "")
+    if bench.format == "medqa":
+        # The Hub copy keeps MedQA's own fields (question, options, answer_idx), like the local JSON lines.
+        return mcqa.medqa_row
+    return {
+        "medmcqa": mcqa.medmcqa_row(cop_base=0),
+        "pubmedqa": mcqa.pubmedqa_hub_row,
+        "careqa": mcqa.careqa_row,
+        "headqa": mcqa.headqa_row,
+    }[bench.format]
+
+
+__all__ = ["GROUPS", "REGISTRY", "Benchmark", "HubRef", "expand", "load"]

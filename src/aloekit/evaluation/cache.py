@@ -1,0 +1,67 @@
+"""A request cache on disk: the result of every scored request, keyed by the hash of what was asked of which model.
+
+It is an append-only JSON-lines file, flushed and fsynced after each batch, so a run killed at any moment keeps
+every batch it finished; a torn last line (the kill landed mid-write) is ignored on reload. The key covers the
+model's fingerprint and the full request, so a cache never serves a result to a different model or prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+
+def request_key(model: str, kind: str, request: Any) -> str:
+    payload = asdict(request) if is_dataclass(request) and not isinstance(request, type) else request
+    text = json.dumps({"model": model, "kind": kind, "request": payload}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class RequestCache:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._data: dict[str, Any] = {}
+        if path.is_file():
+            with path.open(encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        self._data[entry["key"]] = entry["value"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn line from a killed run: that batch is simply scored again
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> Any:
+        return self._data[key]
+
+    def put_many(self, entries: Iterable[tuple[str, Any]]) -> None:
+        lines = []
+        for key, value in entries:
+            self._data[key] = value
+            lines.append(json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n")
+        if not lines:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            # A kill mid-write leaves a torn line, so start on a fresh line if the file does not end with one.
+            if f.tell() > 0 and not _ends_with_newline(self.path):
+                f.write("\n")
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"

@@ -1,0 +1,378 @@
+"""Medical multiple-choice evaluation: build requests from declared benchmarks, score them through any engine
+(resumably, through the request cache), and report accuracy with honest uncertainty.
+
+Two modes:
+
+* ``loglik``: every option is scored as a continuation of lm-eval's prompt; the prediction is the argmax of the
+  log-likelihoods (``acc``) or of the log-likelihoods per character (``acc_norm``), exactly as lm-eval computes
+  them. The hf engine runs one forward per question when options are single tokens (letters).
+* ``generate``: the model answers in its chat template and the chosen letter is extracted from its text; an
+  answer that cannot be read is counted as wrong *and* reported as unparseable, never replaced by a guess.
+
+Outputs, in ``out_dir``: ``results.json`` (per benchmark and group: n, accuracy with a 95% bootstrap CI, the
+distribution of predicted answers next to the gold one, unparseable rate, tokens, seconds, plus the config, the
+model's fingerprint, package versions and seed), ``samples.jsonl`` (one line per question) and ``cache.jsonl``
+(what makes a killed run resumable).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aloekit import __version__
+from aloekit.config import MCQAConfig
+from aloekit.data.schema import MCQItem
+from aloekit.data.sources.mcqa import LETTERS
+from aloekit.engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from aloekit.errors import UserError
+from aloekit.evaluation import benchmarks, prompts
+from aloekit.evaluation.cache import RequestCache, request_key
+from aloekit.evaluation.stats import bootstrap_ci, distribution, weighted_mean
+from aloekit.models import atomic_write_text
+from aloekit.progress import progress_bar
+from aloekit.prompting.answers import extract_choice
+
+
+@dataclass
+class Scored:
+    """One question's outcome."""
+
+    item: MCQItem
+    prompt: Any
+    choices: list[str]
+    pred: int | None
+    correct: bool
+    loglikelihoods: list[float] | None = None
+    pred_norm: int | None = None
+    generation: str | None = None
+    tokens: int = 0
+
+
+@dataclass
+class BenchmarkRun:
+    name: str
+    scored: list[Scored] = field(default_factory=list)
+    seconds: float = 0.0
+    """Time spent in the engine during this run (questions served from the cache cost none)."""
+    computed: int = 0
+    """Questions scored by the engine during this run (the rest came from the cache)."""
+
+
+def evaluate(
+    engine: Engine,
+    config: MCQAConfig,
+    out_dir: Path,
+    *,
+    model: dict[str, Any],
+    progress: bool = True,
+    loaded: Loaded | None = None,
+) -> dict[str, Any]:
+    """Run every benchmark of ``config`` on ``engine``; write results.json and samples.jsonl; return the results.
+
+    ``model`` describes the model for the record; its ``fingerprint`` keys the cache (a different model never
+    reuses another's scores). ``loaded`` is :func:`load_benchmarks`'s result when the caller already has it.
+    """
+    names, groups = benchmarks.expand(list(config.benchmarks))
+    loaded = loaded if loaded is not None else load_benchmarks(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = RequestCache(out_dir / "cache.jsonl")
+    fingerprint = str(model["fingerprint"])
+    runs: list[BenchmarkRun] = []
+    for name in names:
+        bench = benchmarks.REGISTRY[name]
+        items, shots = loaded[name]
+        score = _score_loglik if config.mode == "loglik" else _score_generate
+        runs.append(score(engine, bench, items, shots, config, cache, fingerprint, progress))
+
+    results = _results(runs, groups, config, model)
+    samples = "".join(
+        json.dumps(_sample(run.name, i, s), ensure_ascii=False) + "\n" for run in runs for i, s in enumerate(run.scored)
+    )
+    atomic_write_text(out_dir / "samples.jsonl", samples)
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return results
+
+
+Loaded = dict[str, tuple[list[MCQItem], list[MCQItem]]]
+"""benchmark name -> (evaluation items, few-shot examples)."""
+
+
+def load_benchmarks(config: MCQAConfig) -> Loaded:
+    """Read every benchmark of ``config``. Call it before loading a model: a malformed file then fails in
+    seconds, not after the model has loaded (or an hour of scoring)."""
+    names, _ = benchmarks.expand(list(config.benchmarks))
+    return {name: _load(name, config) for name in names}
+
+
+def _load(name: str, config: MCQAConfig) -> tuple[list[MCQItem], list[MCQItem]]:
+    bench = benchmarks.REGISTRY[name]
+    items = benchmarks.load(bench, config.data_dir)
+    if not items:
+        raise UserError(f"benchmark {name} has no questions in its file")
+    if config.limit is not None:
+        items = items[: config.limit]  # the first N, as lm-eval's --limit, so runs stay comparable
+    shots: list[MCQItem] = []
+    if config.num_fewshot:
+        pool = benchmarks.load(bench, config.data_dir, fewshot=True)
+        if len(pool) < config.num_fewshot:
+            raise UserError(
+                f"benchmark {name} has {len(pool)} few-shot examples, fewer than --num-fewshot {config.num_fewshot}"
+            )
+        shots = pool[: config.num_fewshot]  # lm-eval's first_n sampler
+    return items, shots
+
+
+def _in_chunks(
+    pending: Sequence[int],
+    size: int,
+    run: BenchmarkRun,
+    work: Callable[[list[int]], None],
+    progress: bool,
+    total: int,
+) -> None:
+    """Call ``work`` on ``pending`` question indices, ``size`` at a time, timing the engine and showing progress."""
+    with progress_bar(progress, total, f"{run.name}") as advance:
+        advance(total - len(pending))
+        for start in range(0, len(pending), size):
+            chunk = list(pending[start : start + size])
+            began = time.perf_counter()
+            work(chunk)
+            run.seconds += time.perf_counter() - began
+            run.computed += len(chunk)
+            advance(len(chunk))
+
+
+def _score_loglik(
+    engine: Engine,
+    bench: benchmarks.Benchmark,
+    items: list[MCQItem],
+    shots: list[MCQItem],
+    config: MCQAConfig,
+    cache: RequestCache,
+    fingerprint: str,
+    progress: bool,
+) -> BenchmarkRun:
+    run = BenchmarkRun(bench.name)
+    contexts = [prompts.loglik_context(bench, item, shots) for item in items]
+    options = [prompts.choices(bench, item) for item in items]
+    requests = [
+        [LoglikelihoodRequest(ctx, prompts.TARGET_DELIMITER + c) for c in opts]
+        for ctx, opts in zip(contexts, options, strict=True)
+    ]
+    keys = [[request_key(fingerprint, "loglikelihood", r) for r in reqs] for reqs in requests]
+    pending = [i for i, ks in enumerate(keys) if not all(k in cache for k in ks)]
+
+    def work(chunk: list[int]) -> None:
+        flat = [(k, r) for i in chunk for k, r in zip(keys[i], requests[i], strict=True)]
+        results = engine.loglikelihood([r for _, r in flat])
+        cache.put_many(
+            (k, {"logprob": res.logprob, "n_tokens": res.n_tokens}) for (k, _), res in zip(flat, results, strict=True)
+        )
+
+    _in_chunks(pending, config.checkpoint_every, run, work, progress, len(items))
+    for item, ctx, opts, ks in zip(items, contexts, options, keys, strict=True):
+        values = [cache.get(k) for k in ks]
+        lls = np.array([v["logprob"] for v in values])
+        # lm-eval's acc_norm divides by the choice's length in characters (without the delimiter).
+        per_char = lls / np.array([float(len(c)) for c in opts])
+        pred, pred_norm = int(np.argmax(lls)), int(np.argmax(per_char))
+        run.scored.append(
+            Scored(
+                item,
+                ctx,
+                opts,
+                pred,
+                pred == item.answer,
+                loglikelihoods=[float(x) for x in lls],
+                pred_norm=pred_norm,
+                tokens=sum(int(v["n_tokens"]) for v in values),
+            )
+        )
+    return run
+
+
+def _score_generate(
+    engine: Engine,
+    bench: benchmarks.Benchmark,
+    items: list[MCQItem],
+    shots: list[MCQItem],
+    config: MCQAConfig,
+    cache: RequestCache,
+    fingerprint: str,
+    progress: bool,
+) -> BenchmarkRun:
+    run = BenchmarkRun(bench.name)
+    requests = [
+        GenerationRequest(
+            messages=tuple(prompts.chat_messages(item, shots, cot=config.cot)),
+            max_tokens=config.new_tokens,
+            temperature=0.0,
+            seed=config.seed,
+        )
+        for item in items
+    ]
+    keys = [request_key(fingerprint, "generate", r) for r in requests]
+    pending = [i for i, k in enumerate(keys) if k not in cache]
+
+    def work(chunk: list[int]) -> None:
+        results = engine.generate([requests[i] for i in chunk])
+        cache.put_many(
+            (keys[i], {"text": g.text, "tokens": g.prompt_tokens + sum(g.completion_tokens)})
+            for i, g in zip(chunk, results, strict=True)
+        )
+
+    _in_chunks(pending, config.checkpoint_every, run, work, progress, len(items))
+    for item, request, key in zip(items, requests, keys, strict=True):
+        value = cache.get(key)
+        labels = LETTERS[: len(item.options)]
+        chosen = extract_choice(value["text"], tuple(labels), item.options)
+        pred = None if chosen is None else labels.index(chosen)
+        run.scored.append(
+            Scored(
+                item,
+                [dict(m) for m in request.messages or ()],
+                list(labels),
+                pred,
+                pred == item.answer,
+                generation=value["text"],
+                tokens=int(value["tokens"]),
+            )
+        )
+    return run
+
+
+# --- reporting --------------------------------------------------------------------------------------------------
+
+
+def _label(run_choices: list[str], index: int | None) -> str | None:
+    return None if index is None else run_choices[index]
+
+
+def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]:
+    correct = [float(s.correct) for s in run.scored]
+    labels = run.scored[0].choices if run.scored else []
+    lo, hi = bootstrap_ci(correct, seed=seed)
+    result: dict[str, Any] = {
+        "n": len(correct),
+        "acc": float(np.mean(correct)) if correct else float("nan"),
+        "acc_ci95": [lo, hi],
+    }
+    if mode == "loglik":
+        norm = [float(s.pred_norm == s.item.answer) for s in run.scored]
+        lo_n, hi_n = bootstrap_ci(norm, seed=seed)
+        result["acc_norm"] = float(np.mean(norm)) if norm else float("nan")
+        result["acc_norm_ci95"] = [lo_n, hi_n]
+    else:
+        result["unparseable_rate"] = float(np.mean([s.pred is None for s in run.scored])) if run.scored else 0.0
+    # Label distributions only make sense when every question shares the same labels (letters, yes/no/maybe).
+    if all(s.choices == labels for s in run.scored):
+        result["predicted"] = distribution([_label(s.choices, s.pred) for s in run.scored], labels)
+        result["gold"] = distribution([s.choices[s.item.answer] for s in run.scored], labels)
+    result["tokens"] = sum(s.tokens for s in run.scored)
+    result["computed"] = run.computed
+    result["from_cache"] = len(run.scored) - run.computed
+    result["seconds"] = round(run.seconds, 3)
+    result["questions_per_s"] = round(run.computed / run.seconds, 3) if run.seconds > 0 else None
+    return result
+
+
+def _results(
+    runs: list[BenchmarkRun], groups: dict[str, tuple[str, ...]], config: MCQAConfig, model: dict[str, Any]
+) -> dict[str, Any]:
+    per = {run.name: _benchmark_result(run, config.mode, config.seed) for run in runs}
+    by_name = {run.name: run for run in runs}
+    group_results = {}
+    for group, members in groups.items():
+        correct = [float(s.correct) for m in members for s in by_name[m].scored]
+        lo, hi = bootstrap_ci(correct, seed=config.seed)
+        group_results[group] = {
+            "n": len(correct),
+            # Size-weighted, as lm-eval's multimedqa: equal to the mean over all questions of the members.
+            "acc": weighted_mean([(per[m]["acc"], per[m]["n"]) for m in members]),
+            "acc_ci95": [lo, hi],
+            "members": list(members),
+        }
+    return {
+        "benchmarks": per,
+        "groups": group_results,
+        "config": json.loads(config.model_dump_json()),
+        "model": model,
+        "seed": config.seed,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"aloekit": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "datasets", "vllm"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def _sample(name: str, index: int, s: Scored) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "benchmark": name,
+        "index": index,
+        "id": s.item.id,
+        "prompt": s.prompt,
+        "options": list(s.item.options),
+        "choices": s.choices,
+        "gold": s.item.answer,
+        "pred": s.pred,
+        "correct": s.correct,
+    }
+    if s.loglikelihoods is not None:
+        record["loglikelihoods"] = s.loglikelihoods
+        record["pred_norm"] = s.pred_norm
+    if s.generation is not None:
+        record["generation"] = s.generation
+        record["extracted"] = _label(s.choices, s.pred)
+    return record
+
+
+def table(results: dict[str, Any]) -> Any:
+    """A rich table of the results, for people; results.json is for machines."""
+    from rich.table import Table
+
+    mode = results["config"]["mode"]
+    t = Table(title=f"aloe eval ({mode}) — {results['model'].get('reference', '')}")
+    t.add_column("benchmark")
+    t.add_column("n", justify="right")
+    t.add_column("acc [95% CI]", justify="right")
+    t.add_column("acc_norm" if mode == "loglik" else "unparseable", justify="right")
+    t.add_column("most predicted (gold share)", justify="right")
+    t.add_column("q/s", justify="right")
+    for name, r in results["benchmarks"].items():
+        extra = f"{r['acc_norm']:.3f}" if mode == "loglik" else f"{r['unparseable_rate']:.1%}"
+        top = ""
+        if r.get("predicted"):
+            label, share = max(((k, v) for k, v in r["predicted"].items() if k != "unparseable"), key=lambda kv: kv[1])
+            top = f"{label} {share:.0%} ({r['gold'][label]:.0%})"
+        qps = "cached" if r["questions_per_s"] is None else f"{r['questions_per_s']:.2f}"
+        t.add_row(
+            name, str(r["n"]), f"{r['acc']:.3f} [{r['acc_ci95'][0]:.3f}, {r['acc_ci95'][1]:.3f}]", extra, top, qps
+        )
+    for name, g in results["groups"].items():
+        t.add_row(
+            f"[bold]{name}[/bold]",
+            str(g["n"]),
+            f"{g['acc']:.3f} [{g['acc_ci95'][0]:.3f}, {g['acc_ci95'][1]:.3f}]",
+            "",
+            "",
+            "",
+        )
+    return t

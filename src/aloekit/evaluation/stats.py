@@ -1,0 +1,92 @@
+"""Small, dependency-light statistics for evaluation reports: means, bootstrap CIs, answer distributions.
+
+Accuracy on a few hundred questions moves by several points between runs of equally good models, so every score
+is reported with a 95% percentile-bootstrap interval. The resampling is vectorised and seeded, so the same
+per-question scores always give the same interval, and a rerun of a cached evaluation reproduces its report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["bootstrap_ci", "distribution", "mean", "weighted_mean"]
+
+UNPARSEABLE = "unparseable"
+# Resampled indices held at once: 4M int64 = 32 MiB, whatever the number of questions or resamples.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def mean(values: Sequence[float]) -> float:
+    """The arithmetic mean, NaN for no values (a benchmark with no questions has no accuracy, not 0%)."""
+    return float(np.mean(np.asarray(values, dtype=np.float64))) if len(values) else math.nan
+
+
+def bootstrap_ci(
+    values: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the mean of ``values``.
+
+    Deterministic for a given seed and input. Resamples are drawn in chunks so memory stays bounded for large
+    benchmarks. No values give ``(nan, nan)``; a constant input gives ``(c, c)`` exactly, without float drift.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1:
+        raise ValueError(f"values must be one-dimensional, got shape {data.shape}")
+    if data.size == 0:
+        return math.nan, math.nan
+    if not np.all(np.isfinite(data)):
+        raise ValueError("values must be finite: a NaN or infinite score means a scoring bug upstream")
+    if np.all(data == data[0]):
+        return float(data[0]), float(data[0])
+    rng = np.random.default_rng(seed)
+    n = data.size
+    chunk = max(1, _CHUNK_ELEMENTS // n)
+    means = np.empty(resamples, dtype=np.float64)
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        means[start : start + rows] = data[rng.integers(0, n, size=(rows, n))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def distribution(chosen: Sequence[str | None], labels: Sequence[str]) -> dict[str, float]:
+    """Share of each label among the chosen answers, plus ``"unparseable"`` for ``None``.
+
+    Shown next to the gold distribution, it exposes position bias (a model that always answers "A") and how
+    often replies could not be read. Keys follow ``labels`` then ``"unparseable"``; no answers give all zeros.
+    """
+    if UNPARSEABLE in labels:
+        raise ValueError(f"{UNPARSEABLE!r} is reserved for replies that could not be read; rename that label")
+    counts = dict.fromkeys([*labels, UNPARSEABLE], 0)
+    for answer in chosen:
+        key = UNPARSEABLE if answer is None else answer
+        if key not in counts or answer == UNPARSEABLE:
+            raise ValueError(f"chosen answer {answer!r} is not one of the labels {list(labels)!r}")
+        counts[key] += 1
+    total = len(chosen)
+    return {key: (count / total if total else 0.0) for key, count in counts.items()}
+
+
+def weighted_mean(parts: Sequence[tuple[float, int]]) -> float:
+    """Size-weighted mean of ``(score, n)`` pairs, as lm-eval's ``weight_by_size`` aggregates a group.
+
+    This equals the mean over all the members' questions pooled together. Parts with ``n == 0`` are skipped, so
+    an empty member's NaN score cannot poison the group; no questions at all give NaN.
+    """
+    total = 0
+    weighted = 0.0
+    for score, n in parts:
+        if n < 0:
+            raise ValueError(f"a part's size must be >= 0, got {n}")
+        if n:
+            total += n
+            weighted += score * n
+    return weighted / total if total else math.nan

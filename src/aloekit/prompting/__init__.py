@@ -1,0 +1,1 @@
+"""Prompting: reading a model's free-text reply back into a benchmark answer."""
