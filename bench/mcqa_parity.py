@@ -26,12 +26,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from engine import record  # noqa: E402  (the RESULTS.md section writer)
-
-from aloekit import models  # noqa: E402
-from aloekit.config import MCQAConfig  # noqa: E402
-from aloekit.engines.hf import HFEngine  # noqa: E402
-from aloekit.evaluation.mcqa import evaluate  # noqa: E402
+from aloekit import models
+from aloekit.config import MCQAConfig
+from aloekit.engines.hf import HFEngine
+from aloekit.evaluation.mcqa import evaluate
+from engine import record
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
@@ -93,7 +92,9 @@ def lm_eval_tasks(data_dir: Path, work: Path) -> dict[str, str]:
     return tasks
 
 
-def run_lm_eval(engine: HFEngine, task: str, include: Path, limit: int, batch_size: int) -> tuple[list[int], float, int]:
+def run_lm_eval(
+    engine: HFEngine, task: str, include: Path, limit: int, batch_size: int, shots: int
+) -> tuple[list[int], float, int]:
     """(predictions in doc order, seconds, n) from lm-eval's HFLM wrapping the same model object."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -102,15 +103,19 @@ def run_lm_eval(engine: HFEngine, task: str, include: Path, limit: int, batch_si
     lm = HFLM(pretrained=engine.model, tokenizer=engine.tokenizer, batch_size=batch_size, device=str(engine.device))
     manager = TaskManager(include_path=str(include))
     start = time.perf_counter()
-    out = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=True, num_fewshot=0)
+    out = simple_evaluate(
+        model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=True, num_fewshot=shots
+    )
     seconds = time.perf_counter() - start
     samples = sorted(out["samples"][task], key=lambda s: s["doc_id"])
     preds = [int(np.argmax([float(r[0]) for r in s["filtered_resps"]])) for s in samples]
     return preds, seconds, len(samples)
 
 
-def run_ours(engine: HFEngine, name: str, data_dir: Path, limit: int, out: Path) -> tuple[list[int], float, float]:
-    config = MCQAConfig(benchmarks=(name,), data_dir=data_dir, limit=limit, checkpoint_every=10_000)
+def run_ours(
+    engine: HFEngine, name: str, data_dir: Path, limit: int, shots: int, out: Path
+) -> tuple[list[int], float, float]:
+    config = MCQAConfig(benchmarks=(name,), data_dir=data_dir, limit=limit, num_fewshot=shots, checkpoint_every=10_000)
     start = time.perf_counter()
     results = evaluate(engine, config, out, model={"reference": "bench", "fingerprint": "bench"}, progress=False)
     seconds = time.perf_counter() - start
@@ -124,35 +129,45 @@ def main() -> int:
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
-        "--limits", default="mmlu_anatomy=135,pubmedqa=200,medmcqa=400", help="benchmark=first-N questions"
+        "--runs",
+        default="mmlu_anatomy=135,mmlu_anatomy@5=135,pubmedqa=200,medmcqa=400",
+        help="benchmark[@shots]=first-N questions, comma-separated",
     )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
-    limits = {k: int(v) for k, v in (p.split("=") for p in args.limits.split(","))}
+    runs = []
+    for part in args.runs.split(","):
+        spec, limit = part.split("=")
+        name, _, shots = spec.partition("@")
+        runs.append((name, int(shots or 0), int(limit)))
 
     engine = HFEngine.from_reference(args.model, batch_size=args.batch_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         tasks = lm_eval_tasks(args.data_dir, work)
-        for name, limit in limits.items():
+        for name, shots, limit in runs:
+            label = f"{name} ({shots}-shot)"
             # Alternate the order per benchmark so neither side always runs on a warmer machine.
             ours_first = len(rows) % 2 == 0
             if ours_first:
-                ours, ours_s, ours_acc = run_ours(engine, name, args.data_dir, limit, work / f"ours-{name}")
-            theirs, theirs_s, n = run_lm_eval(engine, tasks[name], work, limit, args.batch_size)
+                ours, ours_s, ours_acc = run_ours(engine, name, args.data_dir, limit, shots, work / f"ours-{label}")
+            theirs, theirs_s, n = run_lm_eval(engine, tasks[name], work, limit, args.batch_size, shots)
             if not ours_first:
-                ours, ours_s, ours_acc = run_ours(engine, name, args.data_dir, limit, work / f"ours-{name}")
+                ours, ours_s, ours_acc = run_ours(engine, name, args.data_dir, limit, shots, work / f"ours-{label}")
             if len(ours) != n:
-                raise SystemExit(f"{name}: lm-eval scored {n} questions, aloekit {len(ours)}")
-            gold = [json.loads(line)["gold"] for line in (work / f"ours-{name}/samples.jsonl").read_text().splitlines()]
+                raise SystemExit(f"{label}: lm-eval scored {n} questions, aloekit {len(ours)}")
+            gold = [
+                json.loads(line)["gold"] for line in (work / f"ours-{label}/samples.jsonl").read_text().splitlines()
+            ]
             theirs_acc = float(np.mean([p == g for p, g in zip(theirs, gold, strict=True)]))
             agree = float(np.mean([a == b for a, b in zip(ours, theirs, strict=True)]))
-            rows.append((name, n, agree, theirs_acc, ours_acc, n / theirs_s, n / ours_s))
+            rows.append((label, n, agree, theirs_acc, ours_acc, n / theirs_s, n / ours_s))
             print(rows[-1], flush=True)
 
     lines = [
-        "| benchmark | questions | same prediction | acc lm-eval | acc aloekit | q/s lm-eval (anchor) | q/s aloekit | speed-up |",
+        "| benchmark | questions | same prediction | acc lm-eval | acc aloekit "
+        "| q/s lm-eval (anchor) | q/s aloekit | speed-up |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, n, agree, ta, oa, tq, oq in rows:
@@ -160,18 +175,20 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_record:
-        import lm_eval
+        from importlib.metadata import version
+
         import torch
 
         record(
             "mcqa",
             "## MCQA parity and speed against lm-evaluation-harness: `bench/mcqa_parity.py`\n\n"
             f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/mcqa_parity.py --data-dir ../shared/data "
-            f"--limits {args.limits}`, {time.strftime('%Y-%m-%d')}.\n"
+            f"--runs {args.runs}`, {time.strftime('%Y-%m-%d')}.\n"
             f"{args.model}, fp32 on {engine.device} ({torch.get_num_threads()} threads), batch size {args.batch_size} "
-            f"on both sides, zero-shot log-likelihood scoring; lm-eval {lm_eval.__version__} (`--model hf` wrapping the "
-            "same model object) with its own task YAMLs pointed at the same local files; the first N questions of "
-            "each benchmark; wall clock of the whole evaluation call on both sides, measured in the same run.\n\n"
+            f"on both sides, log-likelihood scoring; lm-eval {version('lm_eval')} (`--model hf` "
+            "wrapping the same model object) with its own task YAMLs pointed at the same local files; "
+            "the first N questions of each benchmark; wall clock of the whole evaluation call on both sides, "
+            "measured in the same run.\n\n"
             f"{table}\n",
         )
         print("recorded in bench/RESULTS.md")

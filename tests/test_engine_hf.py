@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from aloekit.engines import GenerationRequest, LoglikelihoodRequest, load_engine
 from aloekit.engines.hf import HFEngine
 from aloekit.errors import UserError
-from support import MEDICAL_PROMPTS, random_pairs
+from support import MEDICAL_PROMPTS, WORDS, random_pairs
 
 FAMILIES = ("llama", "mistral", "qwen2", "gemma")
 
@@ -198,3 +199,28 @@ def test_the_vllm_backend_without_vllm_installed_says_how_to_get_it(tiny_llama):
 def test_an_unknown_backend_is_a_user_error():
     with pytest.raises(UserError, match="unknown backend"):
         load_engine("tgi", "x")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_prefix_shared_by_every_question_in_a_batch_is_run_once_and_changes_no_score(tiny_models, family):
+    # Few-shot prompts: the same solved examples before every question. The engine runs them once per batch.
+    shots = " ".join(random.Random(1).choices(WORDS, k=60)) + "\nAnswer: B\n\n"
+    requests = [
+        LoglikelihoodRequest(shots + f"Question {q}: {' '.join(random.Random(q).choices(WORDS, k=3 + q))}\nAnswer:", o)
+        for q in range(4)
+        for o in (" A", " B", " C", " none of these")
+    ]
+    engine = HFEngine.from_reference(str(tiny_models[family]), batch_size=4)
+    calls = count_forwards(engine)
+    got = engine.loglikelihood(requests)
+    # The shared prefix, the four questions, the multi-token continuations (no prefix pass with sliding windows).
+    assert len(calls) == (3 if engine.prefix_sharing else 2)
+    expected = direct_loglikelihood(tiny_models[family], requests)
+    for g, (logprob, greedy) in zip(got, expected, strict=True):
+        assert g.logprob == pytest.approx(logprob, abs=1e-4)
+        assert g.is_greedy == greedy
+
+
+def test_models_with_sliding_window_layers_do_not_share_prefixes(tiny_models):
+    assert HFEngine.from_reference(str(tiny_models["gemma"])).prefix_sharing is False
+    assert HFEngine.from_reference(str(tiny_models["llama"])).prefix_sharing is True

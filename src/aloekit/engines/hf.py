@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 # Continuations scored together per forward, relative to batch_size: contexts dominate the cost, continuations
 # are short, so a continuation pass can be wider than a context pass.
 _CONTINUATIONS_PER_CONTEXT_SLOT = 4
+# Shortest common prefix (tokens) worth a separate forward: below it, the extra call costs more than it saves.
+_MIN_SHARED_PREFIX = 8
 
 
 @dataclass
@@ -83,6 +85,9 @@ class HFEngine:
         )
         self.max_length = int(max_length or cfg_max or 4096)
         self.eos_ids = _eos_ids(model, tokenizer)
+        # Sliding-window layers measure distance in cache slots; padding between a shared prefix and a question
+        # would shift their window, so those models keep the plain path (left padding only).
+        self.prefix_sharing = not _has_sliding_window(model.config)
 
     @classmethod
     def from_reference(
@@ -172,19 +177,31 @@ class HFEngine:
 
         dev = self.device
         contexts = [list(g.context) for g in batch]
-        ctx_len = max(len(c) for c in contexts)
+        needs_second_pass = any(len(cont) > 1 for g in batch for _, cont in g.members)
+        # Few-shot prompts repeat the same examples before every question: run that common prefix once and
+        # give every row a copy of its keys/values, instead of recomputing it per question as lm-eval does.
+        shared = _shared_prefix(contexts) if len(batch) > 1 and self.prefix_sharing else 0
+        cache = None
+        if shared:
+            prefix = torch.tensor([contexts[0][:shared]], device=dev)
+            cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+            cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long, device=dev))
+        suffixes = [c[shared:] for c in contexts]
+        ctx_len = max(len(c) for c in suffixes)
         ids = torch.full((len(batch), ctx_len), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), ctx_len), dtype=torch.long)
-        for row, c in enumerate(contexts):  # left padding: every context ends at the same column
+        for row, c in enumerate(suffixes):  # left padding: every context ends at the same column
             ids[row, ctx_len - len(c) :] = torch.tensor(c)
             mask[row, ctx_len - len(c) :] = 1
         ids, mask = ids.to(dev), mask.to(dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        needs_second_pass = any(len(cont) > 1 for g in batch for _, cont in g.members)
+        positions = shared + (mask.cumsum(-1) - 1).clamp(min=0)
+        # The attention mask covers the shared prefix too; padding sits between prefix and suffix, masked out.
+        mask = torch.cat([torch.ones((len(batch), shared), dtype=torch.long, device=dev), mask], dim=1)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
+            cache=cache,
             use_cache=needs_second_pass,
             logits_to_keep=1,  # only the last position predicts a continuation's first token
         )
@@ -373,6 +390,27 @@ def _dtype(name: str, device: str) -> torch.dtype:
     if name not in table:
         raise UserError(f"unknown dtype '{name}': choose auto, float32, bfloat16 or float16")
     return table[name]
+
+
+def _has_sliding_window(config: Any) -> bool:
+    config = getattr(config, "text_config", None) or config
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return any("sliding" in str(t) for t in layer_types)
+    return getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True)
+
+
+def _shared_prefix(contexts: list[list[int]]) -> int:
+    """Length of the token prefix all ``contexts`` share, leaving each at least one token of its own (the last
+    context token's logits predict the continuation); 0 when it is too short to be worth a separate pass."""
+    first = contexts[0]
+    n = min(len(c) for c in contexts) - 1
+    for c in contexts[1:]:
+        k = 0
+        while k < n and c[k] == first[k]:
+            k += 1
+        n = k
+    return n if n >= _MIN_SHARED_PREFIX else 0
 
 
 def _batches_of_groups(groups: list[_Group], max_groups: int, max_rows: int) -> Iterator[list[_Group]]:
