@@ -378,3 +378,57 @@ def test_aloe_eval_on_a_tiny_model_writes_results_and_samples_for_real_benchmark
     samples = (out / "samples.jsonl").read_text().splitlines()
     assert len(samples) == 12
     assert json.loads(samples[-1])["choices"] == ["yes", "no", "maybe"]
+
+
+# --- the Hub path, on rows shaped like each dataset card -------------------------------------------------------
+
+HUB_ROWS = {
+    "medqa_4options": (
+        {"question": "Q?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "C", "answer": "c"},
+        2,
+    ),
+    "medmcqa": ({"question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0, "id": "m1"}, 0),
+    "pubmedqa": ({"QUESTION": "Q?", "CONTEXTS": ["c1", "c2"], "final_decision": "maybe", "PUBMED_ID": "1"}, 2),
+    "mmlu_anatomy": ({"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 3, "subject": "anatomy"}, 3),
+    "careqa": ({"question": "Q?", "op1": "a", "op2": "b", "op3": "c", "op4": "d", "cop": 4, "unique_id": "u"}, 3),
+    "headqa": ({"qtext": "Q?", "answers": [{"aid": 2, "atext": "b"}, {"aid": 1, "atext": "a"}], "ra": 2}, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUB_ROWS))
+def test_hub_rows_are_read_with_each_datasets_own_fields_and_answer_base(name, monkeypatch):
+    import datasets
+
+    row, answer = HUB_ROWS[name]
+    bench = benchmarks.REGISTRY[name]
+    asked: list[tuple[object, ...]] = []
+
+    def fake_load_dataset(path: str, config: str | None = None, *, split: str) -> list[dict[str, object]]:
+        asked.append((path, config, split))
+        return [row]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (item,) = benchmarks.load(bench, None)
+    assert asked == [(bench.hub.path, bench.hub.name, bench.hub.split)]
+    assert item.answer == answer and item.question == "Q?"
+    if name == "headqa":
+        assert item.options == ("a", "b")  # ordered by answer id, not by list position
+
+
+def test_a_hub_dataset_that_cannot_be_loaded_says_how_to_use_local_files(monkeypatch):
+    import datasets
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("Couldn't reach 'cais/mmlu' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match=r"cannot load cais/mmlu .*--data-dir with mmlu_medical/test/anatomy_test.csv"):
+        benchmarks.load(benchmarks.REGISTRY["mmlu_anatomy"], None)
+
+
+def test_a_local_medmcqa_file_in_the_zero_based_hub_layout_is_refused_not_misread(tmp_path):
+    (tmp_path / "medmcqa").mkdir()
+    row = {"question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0}
+    (tmp_path / "medmcqa/dev.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(UserError, match="1-based"):
+        benchmarks.load(benchmarks.REGISTRY["medmcqa"], tmp_path)

@@ -349,30 +349,25 @@ def table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
     mode = results["config"]["mode"]
-    t = Table(title=f"aloe eval ({mode}) — {results['model'].get('reference', '')}")
-    t.add_column("benchmark")
-    t.add_column("n", justify="right")
-    t.add_column("acc [95% CI]", justify="right")
+    t = Table(title=f"aloe eval ({mode}): {results['model'].get('reference', '')}")
+    for name, justify in [("benchmark", "left"), ("n", "right"), ("acc", "right"), ("95% CI", "right")]:
+        t.add_column(name, justify=justify)  # type: ignore[arg-type]
     t.add_column("acc_norm" if mode == "loglik" else "unparseable", justify="right")
-    t.add_column("most predicted (gold share)", justify="right")
+    t.add_column("top answer (gold)", justify="right")
     t.add_column("q/s", justify="right")
+
+    def ci(r: dict[str, Any]) -> str:
+        return f"{r['acc_ci95'][0]:.3f}-{r['acc_ci95'][1]:.3f}"
+
     for name, r in results["benchmarks"].items():
         extra = f"{r['acc_norm']:.3f}" if mode == "loglik" else f"{r['unparseable_rate']:.1%}"
         top = ""
         if r.get("predicted"):
+            # The most chosen answer and how often it is right: a model that always says "A" shows at a glance.
             label, share = max(((k, v) for k, v in r["predicted"].items() if k != "unparseable"), key=lambda kv: kv[1])
             top = f"{label} {share:.0%} ({r['gold'][label]:.0%})"
         qps = "cached" if r["questions_per_s"] is None else f"{r['questions_per_s']:.2f}"
-        t.add_row(
-            name, str(r["n"]), f"{r['acc']:.3f} [{r['acc_ci95'][0]:.3f}, {r['acc_ci95'][1]:.3f}]", extra, top, qps
-        )
+        t.add_row(name, str(r["n"]), f"{r['acc']:.3f}", ci(r), extra, top, qps)
     for name, g in results["groups"].items():
-        t.add_row(
-            f"[bold]{name}[/bold]",
-            str(g["n"]),
-            f"{g['acc']:.3f} [{g['acc_ci95'][0]:.3f}, {g['acc_ci95'][1]:.3f}]",
-            "",
-            "",
-            "",
-        )
+        t.add_row(f"[bold]{name}[/bold]", str(g["n"]), f"{g['acc']:.3f}", ci(g), "", "", "")
     return t
