@@ -182,8 +182,8 @@ def main() -> int:
         record(
             "mcqa",
             "## MCQA parity and speed against lm-evaluation-harness: `bench/mcqa_parity.py`\n\n"
-            f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/mcqa_parity.py --data-dir ../shared/data "
-            f"--runs {args.runs}`, {time.strftime('%Y-%m-%d')}.\n"
+            "Command: `make bench-mcqa` (= `HF_HUB_OFFLINE=1 .venv/bin/python bench/mcqa_parity.py "
+            f"--data-dir ../shared/data --runs {args.runs}`), {time.strftime('%Y-%m-%d')}.\n"
             f"{args.model}, fp32 on {engine.device} ({torch.get_num_threads()} threads), batch size {args.batch_size} "
             f"on both sides, log-likelihood scoring; lm-eval {version('lm_eval')} (`--model hf` "
             "wrapping the same model object) with its own task YAMLs pointed at the same local files; "

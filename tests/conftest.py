@@ -96,3 +96,17 @@ def aloe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "aloe-home"
     monkeypatch.setenv("ALOE_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def pickle_folder(tmp_path: Path, tiny_llama: Path) -> Path:
+    """A model folder whose only weights are a (small) pickle checkpoint."""
+    import shutil
+
+    import torch
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(tiny_llama / "config.json", folder / "config.json")
+    torch.save({"model.embed_tokens.weight": torch.zeros(2, 2)}, folder / "pytorch_model.bin")
+    return folder

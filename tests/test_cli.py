@@ -42,17 +42,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *names: str)
     return lines[0]
 
 
-@pytest.fixture
-def pickle_folder(tmp_path: Path, tiny_llama: Path) -> Path:
-    import torch
-
-    folder = tmp_path / "pickled"
-    folder.mkdir()
-    shutil.copy(tiny_llama / "config.json", folder / "config.json")
-    torch.save({"model.embed_tokens.weight": torch.zeros(2, 2)}, folder / "pytorch_model.bin")
-    return folder
-
-
 def test_the_module_runs_as_the_aloe_command() -> None:
     result = aloe("--help")
 

@@ -35,18 +35,6 @@ def resolve_error(ref: str | os.PathLike[str], **kwargs: object) -> str:
     return message
 
 
-@pytest.fixture
-def pickle_folder(tmp_path: Path, tiny_llama: Path) -> Path:
-    """A model folder whose only weights are a (small) pickle checkpoint."""
-    import torch
-
-    folder = tmp_path / "pickled"
-    folder.mkdir()
-    shutil.copy(tiny_llama / "config.json", folder / "config.json")
-    torch.save({"model.embed_tokens.weight": torch.zeros(2, 2)}, folder / "pytorch_model.bin")
-    return folder
-
-
 # --- local folders -------------------------------------------------------------------------------------------
 
 
