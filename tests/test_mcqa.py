@@ -432,3 +432,22 @@ def test_a_local_medmcqa_file_in_the_zero_based_hub_layout_is_refused_not_misrea
     (tmp_path / "medmcqa/dev.jsonl").write_text(json.dumps(row) + "\n")
     with pytest.raises(UserError, match="1-based"):
         benchmarks.load(benchmarks.REGISTRY["medmcqa"], tmp_path)
+
+
+def test_a_served_model_scores_the_same_as_the_local_one(tiny_llama, data_dir, tmp_path):
+    from aloekit.engines.hf import HFEngine
+    from aloekit.engines.openai import OpenAIEngine
+    from aloekit.serve import ServerLimits, create_app, serve_in_thread
+
+    local = HFEngine.from_reference(str(tiny_llama), batch_size=4)
+    config = MCQAConfig(benchmarks=("medqa_4options",), data_dir=data_dir)
+    here = evaluate(local, config, tmp_path / "local", model={"fingerprint": "local"}, progress=False)
+    with serve_in_thread(create_app(local, api_key=None, limits=ServerLimits(), served_name="tiny")) as url:
+        remote = OpenAIEngine(base_url=url + "/v1")
+        there = evaluate(remote, config, tmp_path / "remote", model={"fingerprint": "remote"}, progress=False)
+    a = [json.loads(x) for x in (tmp_path / "local/samples.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "remote/samples.jsonl").read_text().splitlines()]
+    assert [s["pred"] for s in a] == [s["pred"] for s in b]
+    for x, y in zip(a, b, strict=True):
+        assert x["loglikelihoods"] == pytest.approx(y["loglikelihoods"], abs=1e-4)
+    assert here["benchmarks"]["medqa_4options"]["acc"] == there["benchmarks"]["medqa_4options"]["acc"]
