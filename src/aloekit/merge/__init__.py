@@ -1,0 +1,1 @@
+"""Model merging: mergekit-compatible methods, plans and streaming execution."""
