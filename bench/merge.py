@@ -124,7 +124,9 @@ def main() -> int:
             f"{time.strftime('%Y-%m-%d')}. fp32 inputs (3 x 538 MB safetensors), `dare_ties` with weight 0.5 and "
             "density 0.5 for two models over the base, int8_mask, float32 output; each tool in its own process, "
             "wall clock and peak RSS of the whole command, both measured in the same run.\n\n"
-            f"{table}\n",
+            f"{table}\n\nEvery run (seconds, peak GiB): "
+            + "; ".join(f"{tool} {[(round(a, 1), round(b, 2)) for a, b in v]}" for tool, v in runs.items())
+            + ".\n",
         )
         print("recorded in bench/RESULTS.md")
     return 0
