@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 from aloekit.engines import LoglikelihoodRequest
 
@@ -60,3 +64,30 @@ def random_pairs(n: int, seed: int, shared: int = 4) -> list[LoglikelihoodReques
             context = " ".join(rng.choices(WORDS, k=rng.randint(3, 25)))
         pairs.append(LoglikelihoodRequest(context, " " + " ".join(rng.choices(WORDS, k=rng.randint(2, 6)))))
     return pairs
+
+
+def aloe(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``aloe ARGS`` as a user would, in a fresh interpreter, with the parent environment plus offline mode."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "aloekit.cli", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    """Exit code 2, and stderr is a single ``error: ...`` line naming each of ``names``; never a traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for name in names:
+        assert name in lines[0]
+    return lines[0]

@@ -12,34 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from support import aloe, assert_one_line_error
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def aloe(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run ``aloe ARGS`` as a user would, in a fresh interpreter, with the parent environment plus offline mode."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "aloekit.cli", *args],
-        env=full_env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
-    """Exit code 2, and stderr is a single ``error: ...`` line naming each of ``names``; never a traceback."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for name in names:
-        assert name in lines[0]
-    return lines[0]
 
 
 def test_the_module_runs_as_the_aloe_command() -> None:

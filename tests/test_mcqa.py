@@ -20,6 +20,7 @@ from aloekit.engines import Generation, GenerationRequest, Loglikelihood, Loglik
 from aloekit.errors import UserError
 from aloekit.evaluation import benchmarks, prompts
 from aloekit.evaluation.mcqa import evaluate
+from support import aloe, assert_one_line_error
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside this checkout")
@@ -275,24 +276,6 @@ def test_a_killed_run_resumes_without_redoing_finished_questions_and_gives_the_s
 
 
 # --- bad input: one line, exit code 2 -------------------------------------------------------------------------
-
-
-def aloe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aloekit.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:"), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    for needle in needles:
-        assert needle in result.stderr
 
 
 def test_an_unknown_benchmark_is_one_line_naming_it_and_the_known_ones(tmp_path):

@@ -26,6 +26,7 @@ from aloekit.errors import UserError
 from aloekit.merge import methods, run
 from aloekit.merge.config import evaluate_setting, float_or_bool, layer_t, load_merge_config, parse_merge_config
 from aloekit.merge.plan import MergeWarning, plan
+from support import aloe, assert_one_line_error
 
 NUMBER = float_or_bool(float)
 FLAG = float_or_bool(bool)
@@ -723,26 +724,15 @@ def test_existing_output_and_devices(variants: dict[str, Path], tmp_path: Path):
 # --- the command line -------------------------------------------------------------------------------------------
 
 
-def _aloe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aloekit.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-
-
 def test_aloe_merge_writes_a_model_and_bad_configs_are_one_line_errors(variants: dict[str, Path], tmp_path: Path):
     good = tmp_path / "good.yml"
     good.write_text(f"merge_method: linear\nmodels:\n  - model: {variants['a']}\n  - model: {variants['b']}\n"
                     "parameters:\n  weight: 0.5\n")  # fmt: skip
-    done = _aloe("merge", str(good), str(tmp_path / "out"), "--seed", "3")
+    done = aloe("merge", str(good), str(tmp_path / "out"), "--seed", "3")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out/config.json").is_file() and "merged model written to" in done.stdout
     bad = tmp_path / "bad.yml"
     bad.write_text(f"merge_method: frankenmerge\nmodels:\n  - model: {variants['a']}\n")
-    failed = _aloe("merge", str(bad), str(tmp_path / "out2"))
-    assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and failed.stderr.startswith("error:")
-    assert "frankenmerge" in failed.stderr and "Traceback" not in failed.stderr
+    failed = aloe("merge", str(bad), str(tmp_path / "out2"))
+    assert_one_line_error(failed, "frankenmerge")
     assert not (tmp_path / "out2").exists()

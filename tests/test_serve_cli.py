@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support import aloe, assert_one_line_error
+
 KEY = "cli-secret"
 
 
@@ -21,16 +23,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def aloe(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aloekit.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +75,4 @@ def test_aloe_generate_over_the_openai_backend_prints_what_the_hf_backend_prints
 
 def test_a_wrong_key_from_the_cli_is_one_line_and_exit_code_2(served):
     result = aloe("generate", "--backend", "openai", "--base-url", served + "/v1", "--api-key", "nope", "hi")
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error:") and "401" in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    assert_one_line_error(result, "401")
