@@ -184,7 +184,7 @@ def _convert_gguf(path: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         try:
             _gguf_to_safetensors(path, tmp)
-            _make_readable(tmp)
+            make_readable(tmp)
             if target.exists():  # a stale, unfinished folder (no marker): replace it
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -215,8 +215,8 @@ def _gguf_to_safetensors(path: Path, out: Path) -> None:
     )
 
 
-def _make_readable(folder: Path) -> None:
-    """Let other users of a shared cache read a finished conversion.
+def make_readable(folder: Path) -> None:
+    """Let other users read a finished model folder (a shared cache, a merge output).
 
     ``mkdtemp`` creates the folder with mode 0700 and safetensors writes its files with mode 0600, so without
     this only the user who converted could load the model.

@@ -18,7 +18,6 @@ model's fingerprint, package versions and seed), ``samples.jsonl`` (one line per
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from aloekit import __version__
 from aloekit.config import MCQAConfig
 from aloekit.data.schema import MCQItem
 from aloekit.data.sources.mcqa import LETTERS
@@ -39,6 +37,7 @@ from aloekit.evaluation.stats import bootstrap_ci, distribution, weighted_mean
 from aloekit.models import atomic_write_text
 from aloekit.progress import progress_bar
 from aloekit.prompting.answers import extract_choice
+from aloekit.provenance import package_versions
 
 
 @dataclass
@@ -306,21 +305,9 @@ def _results(
         "config": json.loads(config.model_dump_json()),
         "model": model,
         "seed": config.seed,
-        "versions": _versions(),
+        "versions": package_versions("torch", "transformers", "datasets", "vllm"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"aloekit": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "datasets", "vllm"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
 
 
 def _sample(name: str, index: int, s: Scored) -> dict[str, Any]:

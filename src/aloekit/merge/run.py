@@ -25,7 +25,6 @@ import struct
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from aloekit.merge import methods
 from aloekit.merge.config import DTYPES, MergeConfig, load_merge_config
 from aloekit.merge.plan import TOKENIZER_FILES, MergePlan, TensorJob, plan
 from aloekit.progress import progress_bar
+from aloekit.provenance import package_versions
 
 if TYPE_CHECKING:
     import torch
@@ -100,7 +100,7 @@ def merge(
         _write_side_files(merge_plan, tmp)
         _write_card(merge_plan, tmp, out.name, run_seed)
         _write_record(merge_plan, tmp, run_seed, str(torch_device), time.perf_counter() - started)
-        _make_readable(tmp)
+        models.make_readable(tmp)
         _fsync_dir(tmp)
         _publish(tmp, out, overwrite)
     except BaseException:
@@ -346,15 +346,7 @@ def _write_card(merge_plan: MergePlan, folder: Path, name: str, seed: int) -> No
     (folder / "README.md").write_text("\n".join(lines))
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _write_record(merge_plan: MergePlan, folder: Path, seed: int, device: str, seconds: float) -> None:
-    fingerprint = getattr(models, "fingerprint", None)
     record = {
         "kind": "merge",
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -365,7 +357,7 @@ def _write_record(merge_plan: MergePlan, folder: Path, seed: int, device: str, s
             {
                 "reference": m.reference,
                 "path": str(m.path),
-                "fingerprint": fingerprint(m.resolved) if fingerprint else None,
+                "fingerprint": models.fingerprint(m.resolved),
             }
             for m in merge_plan.inputs
         ],
@@ -378,22 +370,13 @@ def _write_record(merge_plan: MergePlan, folder: Path, seed: int, device: str, s
         "shards": [s.name for s in merge_plan.shards],
         "bytes": merge_plan.total_bytes,
         "warnings": list(merge_plan.warnings),
-        "versions": {p: _version(p) for p in ("aloekit", "torch", "transformers", "safetensors")}
-        | {"aloekit": aloekit.__version__},
+        "versions": package_versions("torch", "transformers", "safetensors"),
         "seconds": round(seconds, 3),
     }
     (folder / RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
 
 # --- publishing ----------------------------------------------------------------------------------------------
-
-
-def _make_readable(folder: Path) -> None:
-    # mkdtemp creates the folder 0700; a model folder is normally world-readable.
-    folder.chmod(0o755)
-    for item in folder.iterdir():
-        if item.is_file():
-            item.chmod(0o644)
 
 
 def _fsync_dir(folder: Path) -> None:
