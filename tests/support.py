@@ -91,3 +91,16 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *names: str)
     for name in names:
         assert name in lines[0]
     return lines[0]
+
+
+def assert_error_after_progress(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    """Like :func:`assert_one_line_error` for long commands: progress lines may precede it on stderr, but the
+    error is one ``error: ...`` line, last, naming each of ``names``; exit code 2; never a traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in result.stderr.splitlines()) == 1
+    for name in names:
+        assert name in last
+    return last

@@ -4,14 +4,20 @@ stage behaves the same whichever way it was started, and every run records the c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aloekit.errors import UserError
 
 
 class _Config(BaseModel):
     # Unknown keys are typos in a recipe: refuse them instead of silently ignoring a setting.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+C = TypeVar("C", bound=BaseModel)
 
 
 class MCQAConfig(_Config):
@@ -45,3 +51,134 @@ class MCQAConfig(_Config):
     @property
     def new_tokens(self) -> int:
         return self.max_tokens or (512 if self.cot else 32)
+
+
+# --- YAML files -> configs, with errors that name the file, the line and the fix ------------------------------
+
+
+def load_yaml(path: Path, cls: type[C], *, what: str) -> C:
+    """Read ``path`` (YAML) into ``cls``; any problem is one UserError naming the file, the line and the key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise UserError(f"{what} not found: {path}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what} {path}: {e}") from e
+    return parse_yaml(text, cls, source=str(path), what=what)
+
+
+def parse_yaml(text: str, cls: type[C], *, source: str, what: str) -> C:
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{source}{line}: invalid YAML ({getattr(e, 'problem', None) or e}): fix the syntax") from e
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: a {what} is a mapping of keys ({', '.join(cls.model_fields)}), not {data!r:.40}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise UserError(validation_message(e, cls, source, root)) from e
+
+
+def validation_message(error: ValidationError, cls: type[BaseModel], source: str, root: yaml.Node | None) -> str:
+    """The first validation error as one line: file, line, dotted key, what is wrong and (for typos) the known keys."""
+    first = error.errors()[0]
+    loc = [p for p in first["loc"] if isinstance(p, int | str)]
+    line = _node_line(root, loc)
+    at = f"{source} line {line}" if line else source
+    dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    if first["type"] == "extra_forbidden":
+        known = _fields_at(cls, loc[:-1])
+        hint = f" (known keys: {', '.join(known)})" if known else ""
+        return f"{at}: unknown key '{loc[-1]}'{hint}: remove or fix it"
+    if first["type"] == "missing":
+        return f"{at}: '{dotted}' is missing: add it"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{at}: {dotted}: {message}"
+
+
+def _fields_at(cls: type[BaseModel], loc: list[int | str]) -> list[str] | None:
+    """Field names of the nested model at ``loc`` (list indices skipped), found through the annotations."""
+    current: Any = cls
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            return None
+        current = _model_in(field.annotation)
+        if current is None:
+            return None
+    return list(current.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _node_line(node: yaml.Node | None, loc: list[int | str]) -> int | None:
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+class EngineConfig(_Config):
+    """A model to generate with, on one of the engines (a teacher, a policy, a responder...)."""
+
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="Model reference (alias, folder, .gguf, Hub id) for hf/vllm; the served model's name for openai.",
+    )
+    backend: Literal["hf", "vllm", "openai"] = Field("hf", description="Engine that runs the model.")
+    base_url: str | None = Field(None, description="openai backend: the server's URL ending in /v1.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai backend: the environment variable holding the bearer token."
+    )
+    batch_size: int = Field(8, ge=1, description="hf backend: sequences per forward pass.")
+    max_concurrency: int = Field(16, ge=1, description="openai backend: requests in flight at once.")
+    seed: int = Field(0, description="Engine seed for sampling.")
+
+    def load(self, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Any:
+        """The engine (an :class:`aloekit.engines.Engine`); the caller closes it."""
+        import os
+
+        from aloekit.engines import load_engine
+
+        if self.backend == "openai":
+            return load_engine(
+                "openai",
+                self.model,
+                base_url=self.base_url,
+                api_key=os.environ.get(self.api_key_env),
+                max_concurrency=self.max_concurrency,
+                seed=self.seed,
+            )
+        options: dict[str, Any] = {
+            "seed": self.seed,
+            "allow_pickle": allow_pickle,
+            "trust_remote_code": trust_remote_code,
+        }
+        if self.backend == "hf":
+            options["batch_size"] = self.batch_size
+        return load_engine(self.backend, self.model, **options)

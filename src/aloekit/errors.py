@@ -19,3 +19,12 @@ class UserError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+
+class MalformedRow(UserError):
+    """One input row that cannot be read. Lenient stages count these by ``reason`` and go on; strict ones raise."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """A short, stable category ("missing field 'cop'", "empty prompt"...) that reports group rows by."""

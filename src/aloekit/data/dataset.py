@@ -1,0 +1,101 @@
+"""A built dataset on disk: JSON-lines splits plus the files that say what is in them and how it was made.
+
+Layout of ``OUT``::
+
+    train.jsonl, validation.jsonl   records (TRL reads them: ``load_dataset("json", data_files=...)``)
+    stats.json                      counts per source and stage, dropped rows by reason, lengths, timings
+    decontamination.json            what was checked, what was removed and why, overlaps remaining (0)
+    DATACARD.md                     the same, for people
+    config.yaml                     the config as run (every default filled in)
+    manifest.json                   versions, seed, config hash, input file hashes
+
+Everything is written into a temporary sibling folder that is renamed into place at the end, so a killed build
+leaves either the previous dataset or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aloekit.errors import UserError
+
+SPLITS = ("train", "validation")
+
+
+def check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Refuse to replace an existing non-empty folder unless asked: a dataset may be the input of a finished run."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file: name a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--out {out} already holds files: pass --overwrite to replace them, or choose a new folder")
+
+
+def publish(out: Path, files: Mapping[str, str | Iterable[Mapping[str, Any]]], *, overwrite: bool) -> None:
+    """Write ``files`` (name -> text, or name -> JSON-lines records) into ``out`` atomically."""
+    check_out_dir(out, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name, content in files.items():
+            with (tmp / name).open("w", encoding="utf-8") as f:
+                if isinstance(content, str):
+                    f.write(content)
+                else:
+                    for record in content:
+                        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            # Swap: move the old folder aside first, so a crash between the two renames still leaves one dataset.
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
+
+
+def config_hash(config_json: str) -> str:
+    return hashlib.sha256(config_json.encode()).hexdigest()[:16]
+
+
+def length_stats(values: Sequence[int]) -> dict[str, float]:
+    """Mean, median, 95th percentile and max of lengths (words), for stats.json and the data card."""
+    if not values:
+        return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
+    ordered = sorted(values)
+    return {
+        "mean": round(statistics.fmean(ordered), 1),
+        "p50": float(ordered[len(ordered) // 2]),
+        "p95": float(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]),
+        "max": float(ordered[-1]),
+    }
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of one split file; a line that is not JSON is a one-line error naming the line."""
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as e:
+                raise UserError(f"{path}:{number}: not valid JSON ({e}); rebuild the dataset") from e
+    return records

@@ -1,0 +1,482 @@
+"""``aloe data build``: sources -> cleaning -> chain-of-thought -> chat formatting -> exact dedup ->
+decontamination -> near dedup -> weighted mixture -> train/validation split -> a dataset on disk.
+
+The order matters: cheap exact dedup first; decontamination before near-dedup so a removed evaluation look-alike
+cannot be the "kept" copy of a training item's cluster; weights and caps last, on what survived, so the counts a
+user asks for are the counts they get. Every dropped row is counted by stage and reason (:mod:`aloekit.data.tally`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from aloekit.config import _Config
+from aloekit.data import dataset
+from aloekit.data.clean import CleanConfig, clean_chat, clean_harmful, clean_mcq
+from aloekit.data.cot import explanation_cot, load_verified
+from aloekit.data.decontaminate import DecontamConfig
+from aloekit.data.dedup import DedupConfig, exact_dedup, near_dedup
+from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
+from aloekit.data.sources import SOURCES, BenignItem, load_source
+from aloekit.data.tally import Tally
+from aloekit.data.templates import mcq_to_chat, open_qa_to_chat, with_system
+from aloekit.errors import UserError
+from aloekit.provenance import package_versions
+
+
+class SourceEntry(_Config):
+    """One source of a mixture: a registered source by name, or a file/Hub dataset in a generic format."""
+
+    source: str | None = Field(None, description="A registered source (`aloe data sources` lists them).")
+    format: str | None = Field(None, description="Generic format of `path`/`hub`: alpaca, sharegpt, messages, mcq...")
+    path: Path | None = Field(None, description="Local file (or folder/glob) to read instead of the default.")
+    hub: str | None = Field(None, description="Hugging Face dataset id to read instead of the default.")
+    name: str | None = Field(None, description="Label in stats and the data card (default: source or file stem).")
+    weight: float = Field(
+        1.0,
+        ge=0,
+        description="Sampling multiplier after dedup: 0.5 keeps half (seeded), 2 repeats every training item twice.",
+    )
+    cap: int | None = Field(None, ge=1, description="Most distinct items taken from this source (seeded sample).")
+    limit: int | None = Field(None, ge=1, description="Read only the first N rows (quick runs).")
+    general: bool | None = Field(
+        None, description="Counts toward the general (non-medical) share; default: the registered source's flag."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SourceEntry:
+        if self.source is None and self.format is None:
+            raise ValueError("give 'source' (a registered name) or 'format' with 'path' or 'hub'")
+        if self.source is None and self.path is None and self.hub is None:
+            raise ValueError(f"format '{self.format}' needs 'path' (a local file) or 'hub' (a dataset id)")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.source:
+            return self.source
+        return self.path.stem if self.path is not None else str(self.hub)
+
+
+class ReasoningConfig(_Config):
+    """Where chain-of-thought for multiple-choice items comes from (verified teacher output beats explanations)."""
+
+    teacher: tuple[Path, ...] = Field(
+        (), description="Files written by `aloe data cot`: verified reasoning, used for the items with those ids."
+    )
+    explanations: bool = Field(
+        True,
+        description="Template expert explanations shipped with a set (MedMCQA exp, PubMedQA long answer) into "
+        "chain-of-thought, skipping those that contradict the answer key.",
+    )
+
+
+class MixtureConfig(_Config):
+    """A training mixture (``aloe data build CONFIG --out DIR``)."""
+
+    data_dir: Path | None = Field(None, description="Folder laid out like shared/data, for registered sources.")
+    sources: tuple[SourceEntry, ...] = Field(description="The sources to mix, with weights and caps.", min_length=1)
+    seed: int = Field(0, description="Seed for sampling, template choice and the split.")
+    strict: bool = Field(False, description="Stop at the first malformed input row instead of counting it.")
+    validation: float = Field(0.05, ge=0, lt=1, description="Share of each source's items held out for validation.")
+    general_share: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Share of general (non-medical) samples in the training split; None: as weights and caps give.",
+    )
+    system_prompt: str | None = Field(None, description="System turn added to every sample (None: no system turn).")
+    cot: ReasoningConfig = Field(
+        default_factory=ReasoningConfig, description="Chain-of-thought for multiple-choice items."
+    )
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate removal (MinHash-LSH).")
+    near_dedup: bool = Field(True, description="Run MinHash-LSH near-duplicate removal after exact dedup.")
+    decontamination: DecontamConfig = Field(
+        default_factory=DecontamConfig, description="Evaluation sets no training sample may overlap."
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_labels(cls, sources: tuple[SourceEntry, ...]) -> tuple[SourceEntry, ...]:
+        seen = Counter(s.label for s in sources)
+        twice = [label for label, n in seen.items() if n > 1]
+        if twice:
+            raise ValueError(f"source '{twice[0]}' is listed twice: give one of them a distinct 'name'")
+        return sources
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+
+
+Record = MCQItem | ChatSample | HarmfulRequest | PreferencePair | BenignItem
+
+
+def load_entry(entry: SourceEntry, data_dir: Path | None, tally: Tally) -> list[Record]:
+    """Read one mixture entry into schema records (malformed rows counted in ``tally``)."""
+    if entry.source is not None and entry.source not in SOURCES:
+        known = ", ".join(sorted(SOURCES))
+        raise UserError(f"unknown source '{entry.source}' in the mixture: use one of {known}, or 'format' + 'path'")
+    return load_source(
+        entry.source,
+        format=entry.format,
+        path=entry.path,
+        hub=entry.hub,
+        data_dir=data_dir,
+        tally=tally,
+        limit=entry.limit,
+    )
+
+
+def to_chat(
+    record: Record, label: str, config: MixtureConfig, teacher: dict[str, str], tally: Tally
+) -> tuple[ChatSample | None, str]:
+    """A chat sample for SFT (or None, counted), and where an MCQ's reasoning came from: teacher, explanation or
+    none (answer only); "n/a" for other records."""
+    if isinstance(record, MCQItem):
+        reasoning, origin = teacher.get(record.id), "teacher"
+        if reasoning is None and config.cot.explanations:
+            reasoning, origin = explanation_cot(record), "explanation"
+        if reasoning is None:
+            origin = "none"
+        sample = mcq_to_chat(record, seed=config.seed, reasoning=reasoning, system=config.system_prompt)
+        return _relabel(sample, label), origin
+    if isinstance(record, ChatSample):
+        return _relabel(with_system(record, config.system_prompt), label), "n/a"
+    if isinstance(record, HarmfulRequest):
+        if not record.safe_response:
+            tally.drop("format", "harmful request without a safe response (use it in `aloe data prefs`)", record.id)
+            return None, "n/a"
+        messages = [{"role": "user", "content": record.prompt}, {"role": "assistant", "content": record.safe_response}]
+        sample = ChatSample(id=record.id, messages=tuple(messages), source=label, task="safety")
+        return with_system(sample, config.system_prompt), "n/a"
+    if isinstance(record, BenignItem):
+        if not record.answer:
+            tally.drop("format", "benign prompt without an answer", record.id)
+            return None, "n/a"
+        return open_qa_to_chat(
+            record.id, record.prompt, record.answer, source=label, seed=config.seed, system=config.system_prompt
+        ), "n/a"
+    raise UserError(f"source '{label}' holds preference pairs: list it in a preference config (`aloe data prefs`)")
+
+
+def _relabel(sample: ChatSample, label: str) -> ChatSample:
+    return sample if sample.source == label else ChatSample(sample.id, sample.messages, label, sample.task)
+
+
+def clean_record(record: Record, config: CleanConfig, tally: Tally) -> Record | None:
+    if isinstance(record, MCQItem):
+        return clean_mcq(record, config, tally)
+    if isinstance(record, ChatSample):
+        return clean_chat(record, config, tally)
+    if isinstance(record, HarmfulRequest):
+        return clean_harmful(record, config, tally)
+    return record
+
+
+def teacher_reasoning(files: Sequence[Path]) -> dict[str, str]:
+    """id -> verified reasoning from `aloe data cot` outputs (later files win)."""
+    out: dict[str, str] = {}
+    for path in files:
+        if not path.is_file():
+            raise UserError(f"cot.teacher: {path} not found; run `aloe data cot` first or fix the path")
+        for item in load_verified(path):
+            if item.explanation:
+                out[item.id] = item.explanation
+    return out
+
+
+# --- the build ------------------------------------------------------------------------------------------------
+
+
+def build(
+    config: MixtureConfig, out: Path, *, overwrite: bool = False, progress: bool = False, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Build the mixture into ``out`` (atomically) and return its stats."""
+    from aloekit.data import decontaminate as dc
+
+    dataset.check_out_dir(out, overwrite=overwrite)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    tally = Tally(strict=config.strict)
+
+    def timed(stage: str, t0: float) -> None:
+        timings[stage] = round(time.perf_counter() - t0, 2)
+        log(f"{stage}: {timings[stage]:.1f} s")
+
+    for entry in config.sources:  # names first: a typo must not wait for the evaluation index
+        if entry.source is not None and entry.source not in SOURCES:
+            known = ", ".join(sorted(SOURCES))
+            raise UserError(f"unknown source '{entry.source}' in the mixture: use one of {known}, or format + path")
+    # Evaluation sets next: a source that IS an evaluation file must fail before minutes of work.
+    t0 = time.perf_counter()
+    eval_texts, coverage = dc.evaluation_texts(config.data_dir, config.decontamination)
+    index = dc.EvalIndex.build(eval_texts, config.decontamination.ngram)
+    _refuse_evaluation_files(config, coverage)
+    timed("index evaluation sets", t0)
+
+    t0 = time.perf_counter()
+    funnel: dict[str, Counter[str]] = defaultdict(Counter)
+    entries: list[Entry] = []
+    general_labels: set[str] = set()
+    teacher = teacher_reasoning(config.cot.teacher)
+    for source in config.sources:
+        label = source.label
+        spec = SOURCES.get(source.source or "")
+        if source.general if source.general is not None else (spec is not None and spec.general):
+            general_labels.add(label)
+        before = tally.total()
+        records = load_entry(source, config.data_dir, tally)
+        funnel[label]["read"] = len(records) + tally.total() - before
+        funnel[label]["malformed"] = tally.total() - before
+        cleaned = [r for r in (clean_record(r, config.clean, tally) for r in records) if r is not None]
+        funnel[label]["cleaned out"] = len(records) - len(cleaned)
+        for record in cleaned:
+            sample, origin = to_chat(record, label, config, teacher, tally)
+            if sample is None:
+                funnel[label]["unusable"] += 1
+                continue
+            entries.append(Entry(sample, content_key(record), origin))
+        log(f"{label}: {funnel[label]['read']} rows read, {len(cleaned)} kept after cleaning")
+    timed("read, clean and format", t0)
+
+    def count_by_source(stage: str, before: list[Entry], after: list[Entry]) -> None:
+        kept = Counter(e.sample.source for e in after)
+        for label, n in Counter(e.sample.source for e in before).items():
+            funnel[label][stage] = n - kept[label]
+
+    t0 = time.perf_counter()
+    deduped = exact_dedup(entries, Entry.get_key, tally, Entry.where)
+    count_by_source("exact duplicates", entries, deduped)
+    timed("exact dedup", t0)
+
+    t0 = time.perf_counter()
+    clean_entries, removed = dc.decontaminate(deduped, Entry.text, index, tally, Entry.where)
+    if config.decontamination.embedding:
+        clean_entries, more = dc.embedding_pass(
+            clean_entries,
+            Entry.text,
+            eval_texts,
+            config.decontamination.embedding_threshold,
+            config.decontamination.embedder,
+            tally,
+            Entry.where,
+        )
+        removed += more
+    count_by_source("contaminated", deduped, clean_entries)
+    timed("decontaminate", t0)
+
+    t0 = time.perf_counter()
+    if config.near_dedup:
+        unique_entries = near_dedup(clean_entries, Entry.get_key, config.dedup, tally, Entry.where)
+    else:
+        unique_entries = clean_entries
+    count_by_source("near duplicates", clean_entries, unique_entries)
+    unique = [e.sample for e in unique_entries]
+    timed("near dedup", t0)
+
+    t0 = time.perf_counter()
+    splits, share = mix_and_split(unique, config, general_labels, funnel)
+    timed("mix and split", t0)
+
+    # Verification, not trust: re-scan what is about to be written for any overlap left.
+    t0 = time.perf_counter()
+    remaining = sum(dc.check_clean(splits[name], _sample_text, index) for name in dataset.SPLITS)
+    timed("verify", t0)
+    decon_report = dc.report(coverage, removed, config.decontamination, remaining)
+
+    origins = Counter(e.origin for e in unique_entries if e.origin != "n/a")
+    stats = _stats(config, splits, funnel, tally, decon_report, share, origins, timings, started)
+    config_yaml = yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
+    manifest = {
+        "stage": "data",
+        "config_hash": dataset.config_hash(config.model_dump_json()),
+        "seed": config.seed,
+        "versions": package_versions("datasets", "datasketch", "transformers", "sentence-transformers"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "status": "complete",
+    }
+    from aloekit.data.card import mixture_card
+
+    dataset.publish(
+        out,
+        {
+            "train.jsonl": (s.to_json() for s in splits["train"]),
+            "validation.jsonl": (s.to_json() for s in splits["validation"]),
+            "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
+            "decontamination.json": json.dumps(decon_report, indent=2, ensure_ascii=False) + "\n",
+            "DATACARD.md": mixture_card(stats, decon_report, config),
+            "config.yaml": config_yaml,
+            "manifest.json": json.dumps(manifest, indent=2) + "\n",
+        },
+        overwrite=overwrite,
+    )
+    return stats
+
+
+def _sample_text(sample: ChatSample) -> str:
+    return sample.text
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A formatted sample with what dedup compares (its content, not the template around it) and where its
+    chain-of-thought came from."""
+
+    sample: ChatSample
+    key: str
+    origin: str
+
+    def get_key(self) -> str:
+        return self.key
+
+    def text(self) -> str:
+        return self.sample.text
+
+    def where(self) -> str:
+        return f"{self.sample.source}:{self.sample.id}"
+
+
+def content_key(record: Record) -> str:
+    """What makes two records the same item: an MCQ's question, options and context (two copies of a question
+    get different templates, so the formatted prompts differ); a chat's turns without the system prompt, answers
+    included: "What are the symptoms of X?" for two different X is the same question shape, not a duplicate."""
+    if isinstance(record, MCQItem):
+        return "\n".join([record.context or "", record.question, *record.options])
+    if isinstance(record, ChatSample):
+        return "\n".join(m["content"] for m in record.messages if m["role"] != "system")
+    if isinstance(record, HarmfulRequest):
+        return "\n".join([record.prompt, record.safe_response or ""])
+    if isinstance(record, BenignItem):
+        return "\n".join([record.prompt, record.answer or ""])
+    return str(record)
+
+
+# Files that hold an evaluation split *and* a training pool, which the source reads apart (PubMedQA PQA-L: the
+# source drops the 500 official test PMIDs), so reading them is not training on the evaluation set.
+_SPLIT_BY_SOURCE = {"pubmedqa"}
+
+
+def _refuse_evaluation_files(config: MixtureConfig, coverage: dict[str, dict[str, Any]]) -> None:
+    """A source reading a checked evaluation file would be removed row by row anyway; say so up front, and how."""
+    checked = {
+        Path(c["path"]).resolve(): name
+        for name, c in coverage.items()
+        if c.get("status") == "checked" and c.get("path") and name not in _SPLIT_BY_SOURCE
+    }
+    for entry in config.sources:
+        path = entry.path
+        if path is None and entry.source in SOURCES and config.data_dir is not None:
+            local = SOURCES[entry.source].local
+            path = config.data_dir / local if local and "*" not in local else None
+        if path is not None and path.resolve() in checked:
+            bench = checked[path.resolve()]
+            raise UserError(
+                f"source '{entry.label}' reads {path}, the evaluation file of benchmark '{bench}': drop the source, "
+                f"or add '{bench}' to decontamination.exclude (and never report {bench} results for this model)"
+            )
+
+
+def mix_and_split(
+    samples: Sequence[ChatSample], config: MixtureConfig, general: set[str], funnel: dict[str, Counter[str]]
+) -> tuple[dict[str, list[ChatSample]], dict[str, Any]]:
+    """Apply caps and weights per source, split train/validation per source, then the general share.
+
+    The split is drawn from distinct items *before* weights repeat any, so a repeated item never sits on both
+    sides of the split (validation loss would then measure memorisation).
+    """
+    rng = random.Random(config.seed)
+    by_source: dict[str, list[ChatSample]] = defaultdict(list)
+    for s in samples:
+        by_source[s.source].append(s)
+    train: dict[str, list[ChatSample]] = {}
+    validation: list[ChatSample] = []
+    for entry in config.sources:
+        pool = by_source.get(entry.label, [])
+        funnel[entry.label]["available"] = len(pool)
+        distinct = min(len(pool), entry.cap or len(pool))
+        target = round(distinct * entry.weight)
+        chosen = rng.sample(pool, min(distinct, target))
+        n_val = round(len(chosen) * config.validation)
+        val, tr = chosen[:n_val], chosen[n_val:]
+        repeats = target - len(chosen)
+        if repeats > 0 and tr:
+            tr = tr + [_repeat(s, i) for i, s in enumerate(rng.choices(tr, k=repeats))]
+        train[entry.label], funnel[entry.label]["validation"] = tr, len(val)
+        validation.extend(val)
+    share = _general_share(train, general, config.general_share, rng)
+    for label, rows in train.items():
+        funnel[label]["train"] = len(rows)
+    train_rows = [s for rows in train.values() for s in rows]
+    rng.shuffle(train_rows)
+    rng.shuffle(validation)
+    return {"train": train_rows, "validation": validation}, share
+
+
+def _repeat(sample: ChatSample, i: int) -> ChatSample:
+    return ChatSample(f"{sample.id}#repeat{i}", sample.messages, sample.source, sample.task)
+
+
+def _general_share(
+    train: dict[str, list[ChatSample]], general: set[str], wanted: float | None, rng: random.Random
+) -> dict[str, Any]:
+    """Downsample general sources (never medical ones) to reach ``wanted``; report what was reached, honestly."""
+    n_general = sum(len(rows) for label, rows in train.items() if label in general)
+    n_total = sum(len(rows) for rows in train.values())
+    if wanted is None or n_total == 0:
+        return {"asked": wanted, "reached": round(n_general / n_total, 4) if n_total else 0.0}
+    n_medical = n_total - n_general
+    target = round(wanted * n_medical / (1 - wanted))
+    if target < n_general:
+        for label in [lab for lab in train if lab in general]:
+            keep = round(len(train[label]) * target / n_general)
+            train[label] = rng.sample(train[label], keep)
+    n_general = sum(len(rows) for label, rows in train.items() if label in general)
+    n_total = sum(len(rows) for rows in train.values())
+    reached = round(n_general / n_total, 4) if n_total else 0.0
+    note = None if abs(reached - wanted) < 0.01 else "not enough general data to reach the share asked for"
+    return {"asked": wanted, "reached": reached, "note": note}
+
+
+def _stats(
+    config: MixtureConfig,
+    splits: dict[str, list[ChatSample]],
+    funnel: dict[str, Counter[str]],
+    tally: Tally,
+    decon: dict[str, Any],
+    share: dict[str, Any],
+    origins: Counter[str],
+    timings: dict[str, float],
+    started: float,
+) -> dict[str, Any]:
+    def words(s: ChatSample) -> int:
+        return len(s.text.split())
+
+    return {
+        "train": len(splits["train"]),
+        "validation": len(splits["validation"]),
+        "sources": {label: dict(counts) for label, counts in funnel.items()},
+        "tasks": {name: dict(Counter(s.task for s in rows).most_common()) for name, rows in splits.items() if rows},
+        "words": {name: dataset.length_stats([words(s) for s in rows]) for name, rows in splits.items()},
+        "chain_of_thought": dict(origins),
+        "general_share": share,
+        "dropped": tally.to_json(),
+        "decontamination": {
+            "removed": decon.get("removed_total", len(decon.get("removed", []))),
+            "remaining_overlaps": decon.get("remaining_overlaps"),
+        },
+        "seed": config.seed,
+        "timings_s": {**timings, "total": round(time.perf_counter() - started, 2)},
+    }

@@ -1,0 +1,269 @@
+"""``aloe data prefs``: preference pairs for the two DPO stages, as a dataset on disk.
+
+Three kinds, each optional: **medical** (chosen = a verified chain-of-thought answer, rejected = the policy
+model's own wrong answer, generated), **red-teaming** (harmful requests wrapped in attack styles; chosen = a safe
+refusal that still helps, rejected = a compliant reply), **benign** look-alikes (chosen = a helpful answer,
+rejected = an unneeded refusal, so alignment does not teach over-refusal). Pairs from existing preference files
+can be added as they are. Every pair is checked against every evaluation set, like SFT data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, model_validator
+
+from aloekit.config import EngineConfig, _Config
+from aloekit.data import dataset
+from aloekit.data.clean import CleanConfig, clean_harmful, clean_mcq, clean_pair
+from aloekit.data.cot import explanation_cot
+from aloekit.data.decontaminate import DecontamConfig
+from aloekit.data.dedup import exact_dedup
+from aloekit.data.mixture import ReasoningConfig, SourceEntry, load_entry, teacher_reasoning
+from aloekit.data.schema import HarmfulRequest, MCQItem, PreferencePair
+from aloekit.data.sources import BenignItem
+from aloekit.data.tally import Tally
+from aloekit.errors import UserError
+from aloekit.provenance import package_versions
+
+
+class MedicalPrefs(_Config):
+    """Medical pairs: the policy answers MCQ items that have verified reasoning; its wrong answers are rejected."""
+
+    sources: tuple[SourceEntry, ...] = Field(description="Multiple-choice sources.", min_length=1)
+    cot: ReasoningConfig = Field(
+        default_factory=ReasoningConfig, description="Where the verified reasoning (chosen) comes from."
+    )
+    policy: EngineConfig = Field(default_factory=EngineConfig, description="The model being aligned (answers).")
+    limit: int | None = Field(None, ge=1, description="Most items put to the policy (seeded sample).")
+    max_tokens: int = Field(256, ge=16, description="Most new tokens per policy answer.")
+
+
+class RedteamPrefs(_Config):
+    """Red-teaming pairs from harmful requests (MedSafetyBench train, AdvBench, user files)."""
+
+    sources: tuple[SourceEntry, ...] = Field(description="Harmful-request sources.", min_length=1)
+    styles: tuple[str, ...] | None = Field(None, description="Attack styles to wrap requests in (None: all).")
+    styles_per_request: int = Field(1, ge=1, description="Distinct styles per request (one pair each).")
+    responder: EngineConfig | None = Field(
+        None, description="Model that writes missing safe / compliant replies (checked by the refusal detector)."
+    )
+
+
+class BenignPrefs(_Config):
+    """Benign look-alikes: questions that sound dangerous but deserve a helpful answer."""
+
+    sources: tuple[SourceEntry, ...] = Field(description="Benign sources (format: benign, prompt + answer).")
+    responder: EngineConfig | None = Field(None, description="Model that answers prompts shipped without answers.")
+
+
+class PrefsConfig(_Config):
+    """Preference pairs for DPO (``aloe data prefs CONFIG --out DIR``)."""
+
+    data_dir: Path | None = Field(None, description="Folder laid out like shared/data, for registered sources.")
+    seed: int = Field(0, description="Seed for sampling, styles and the split.")
+    strict: bool = Field(False, description="Stop at the first malformed input row instead of counting it.")
+    validation: float = Field(0.05, ge=0, lt=1, description="Share of pairs (grouped by request) held out.")
+    medical: MedicalPrefs | None = Field(None, description="Medical pairs (needs a policy model).")
+    redteam: RedteamPrefs | None = Field(None, description="Red-teaming pairs.")
+    benign: BenignPrefs | None = Field(None, description="Benign look-alike pairs.")
+    pairs: tuple[SourceEntry, ...] = Field((), description="Existing preference files (TRL layout), used as is.")
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
+    decontamination: DecontamConfig = Field(
+        default_factory=DecontamConfig, description="Evaluation sets no pair may overlap."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> PrefsConfig:
+        if not (self.medical or self.redteam or self.benign or self.pairs):
+            raise ValueError("nothing to build: add a 'medical', 'redteam', 'benign' or 'pairs' section")
+        return self
+
+
+def _records(entries: Sequence[SourceEntry], kind: type, config: PrefsConfig, tally: Tally) -> list[Any]:
+    out = []
+    for entry in entries:
+        records = load_entry(entry, config.data_dir, tally)
+        wrong = {type(r).__name__ for r in records if not isinstance(r, kind)}
+        if wrong:
+            raise UserError(
+                f"source '{entry.label}' holds {', '.join(sorted(wrong))} records where {kind.__name__} are needed"
+            )
+        out.extend(records)
+    return out
+
+
+def build_prefs(
+    config: PrefsConfig, out: Path, *, overwrite: bool = False, progress: bool = False, log: Callable[[str], None]
+) -> dict[str, Any]:
+    from aloekit.data import decontaminate as dc
+    from aloekit.data import prefs
+
+    dataset.check_out_dir(out, overwrite=overwrite)
+    started = time.perf_counter()
+    tally = Tally(strict=config.strict)
+    eval_texts, coverage = dc.evaluation_texts(config.data_dir, config.decontamination)
+    index = dc.EvalIndex.build(eval_texts, config.decontamination.ngram)
+    pairs: list[PreferencePair] = []
+    funnel: dict[str, Counter[str]] = defaultdict(Counter)
+
+    if config.medical is not None:
+        m = config.medical
+        items = [c for r in _records(m.sources, MCQItem, config, tally) if (c := clean_mcq(r, config.clean, tally))]
+        teacher = teacher_reasoning(m.cot.teacher)
+        verified = []
+        for item in items:
+            reasoning = teacher.get(item.id) or (explanation_cot(item) if m.cot.explanations else None)
+            if reasoning is None:
+                tally.drop("prefs", "no verified reasoning for the chosen answer", item.id)
+                continue
+            verified.append(_with_explanation(item, reasoning))
+        if m.limit is not None and len(verified) > m.limit:
+            verified = random.Random(config.seed).sample(verified, m.limit)
+        log(f"medical: {len(verified)} items with verified reasoning go to the policy")
+        engine = m.policy.load()
+        try:
+            made = prefs.medical_pairs(
+                engine, verified, seed=config.seed, max_tokens=m.max_tokens, tally=tally, progress=progress
+            )
+        finally:
+            engine.close()
+        funnel["medical"].update({"read": len(items), "asked": len(verified), "pairs": len(made)})
+        pairs += made
+
+    if config.redteam is not None:
+        r = config.redteam
+        requests = [
+            c
+            for q in _records(r.sources, HarmfulRequest, config, tally)
+            if (c := clean_harmful(q, config.clean, tally))
+        ]
+        from aloekit.safety.styles import STYLES
+
+        styles = r.styles or tuple(STYLES)
+        engine = r.responder.load() if r.responder else None
+        try:
+            made = prefs.redteam_pairs(
+                requests,
+                styles=styles,
+                seed=config.seed,
+                tally=tally,
+                responder=engine,
+                styles_per_request=r.styles_per_request,
+                progress=progress,
+            )
+        finally:
+            if engine is not None:
+                engine.close()
+        funnel["redteam"].update({"read": len(requests), "pairs": len(made)})
+        pairs += made
+
+    if config.benign is not None:
+        b = config.benign
+        items_b = _records(b.sources, BenignItem, config, tally)
+        engine = b.responder.load() if b.responder else None
+        try:
+            made = prefs.benign_pairs(
+                [(i.id, i.prompt, i.answer) for i in items_b],
+                seed=config.seed,
+                tally=tally,
+                source=",".join(e.label for e in b.sources),
+                responder=engine,
+            )
+        finally:
+            if engine is not None:
+                engine.close()
+        funnel["benign"].update({"read": len(items_b), "pairs": len(made)})
+        pairs += made
+
+    if config.pairs:
+        given = _records(config.pairs, PreferencePair, config, tally)
+        funnel["pairs"].update({"read": len(given), "pairs": len(given)})
+        pairs += given
+
+    cleaned = [c for p in pairs if (c := clean_pair(p, config.clean, tally))]
+    deduped = exact_dedup(cleaned, _pair_key, tally, _where)
+    kept, removed = dc.decontaminate(deduped, _pair_text, index, tally, _where)
+    splits = _split(kept, config)
+    remaining = sum(dc.check_clean(splits[s], _pair_text, index) for s in dataset.SPLITS)
+    report = dc.report(coverage, removed, config.decontamination, remaining)
+    for name, rows in splits.items():
+        for category, n in Counter(p.category for p in rows).items():
+            funnel[category][name] = n
+    stats = {
+        "train": len(splits["train"]),
+        "validation": len(splits["validation"]),
+        "sources": {k: dict(v) for k, v in funnel.items()},
+        "categories": dict(Counter(p.category for p in kept)),
+        "attack_styles": dict(Counter(p.attack_style for p in kept if p.attack_style)),
+        "dropped": tally.to_json(),
+        "decontamination": {"removed": len(removed), "remaining_overlaps": remaining},
+        "seed": config.seed,
+        "timings_s": {"total": round(time.perf_counter() - started, 2)},
+    }
+    manifest = {
+        "stage": "prefs",
+        "config_hash": dataset.config_hash(config.model_dump_json()),
+        "seed": config.seed,
+        "versions": package_versions("datasets", "datasketch", "transformers"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "status": "complete",
+    }
+    from aloekit.data.card import prefs_card
+
+    dataset.publish(
+        out,
+        {
+            "train.jsonl": (p.to_json() for p in splits["train"]),
+            "validation.jsonl": (p.to_json() for p in splits["validation"]),
+            "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
+            "decontamination.json": json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+            "DATACARD.md": prefs_card(stats, report, config),
+            "config.yaml": yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False),
+            "manifest.json": json.dumps(manifest, indent=2) + "\n",
+        },
+        overwrite=overwrite,
+    )
+    return stats
+
+
+def _with_explanation(item: MCQItem, reasoning: str) -> MCQItem:
+    from dataclasses import replace
+
+    return replace(item, explanation=reasoning)
+
+
+def _pair_key(p: PreferencePair) -> str:
+    return p.prompt_text + "\n" + p.chosen
+
+
+def _pair_text(p: PreferencePair) -> str:
+    return "\n".join((p.prompt_text, p.chosen, p.rejected))
+
+
+def _where(p: PreferencePair) -> str:
+    return f"{p.source}:{p.id}"
+
+
+def _group(p: PreferencePair) -> str:
+    """Pairs made from one request (several attack styles) share a group, so they stay on one side of the split."""
+    # Pair ids are "<request id>:<style>" (or ":medical", ":benign"): the request id is all before the last colon.
+    return f"{p.source}:{p.id.rsplit(':', 1)[0]}"
+
+
+def _split(pairs: Sequence[PreferencePair], config: PrefsConfig) -> dict[str, list[PreferencePair]]:
+    rng = random.Random(config.seed)
+    groups = sorted({_group(p) for p in pairs})
+    rng.shuffle(groups)
+    held = set(groups[: round(len(groups) * config.validation)])
+    train = [p for p in pairs if _group(p) not in held]
+    validation = [p for p in pairs if _group(p) in held]
+    rng.shuffle(train)
+    return {"train": train, "validation": validation}

@@ -1,0 +1,309 @@
+"""`aloe data build`: a mixture YAML becomes a decontaminated, deduplicated, split dataset with stats and a card."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aloekit.config import parse_yaml
+from aloekit.data.mixture import MixtureConfig, build
+from aloekit.errors import UserError
+from support import WORDS, aloe, assert_error_after_progress, assert_one_line_error
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RECIPE = ROOT / "recipes" / "data" / "shared-mixture.yaml"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"public data folder {SHARED} not present")
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+# For tests about mixing rather than decontamination: an explicit opt-out (without it, a build that could check
+# against no evaluation set at all is refused).
+NO_EVAL = "decontamination: {benchmarks: [], safety: false}\n"
+
+
+def config(text: str) -> MixtureConfig:
+    return parse_yaml(text, MixtureConfig, source="test.yaml", what="mixture config")
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def alpaca(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text(json.dumps([{"instruction": q, "input": "", "output": a} for q, a in rows]))
+    return path
+
+
+def distinct_rows(prefix: str, n: int) -> list[tuple[str, str]]:
+    """n question/answer pairs of random words (seeded by ``prefix``): no two are near-duplicates, within or
+    across prefixes, so dedup keeps them all."""
+    rng = random.Random(prefix)
+    return [(f"{prefix} {' '.join(rng.choices(WORDS, k=12))}?", " ".join(rng.choices(WORDS, k=10))) for _ in range(n)]
+
+
+# --- the real-data mixture ------------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_the_shared_data_mixture_builds_offline_with_no_overlap_left_with_any_checked_evaluation_set(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "mix"
+    cfg = config(RECIPE.read_text()).model_copy(update={"data_dir": SHARED})
+    stats = build(cfg, out, log=quiet)
+
+    assert {p.name for p in out.iterdir()} == {
+        "train.jsonl",
+        "validation.jsonl",
+        "stats.json",
+        "decontamination.json",
+        "DATACARD.md",
+        "config.yaml",
+        "manifest.json",
+    }
+    report = json.loads((out / "decontamination.json").read_text())
+    assert report["remaining_overlaps"] == 0
+    for name in ("pubmedqa", "medexqa", "xstest", *(f"mmlu_{s}" for s in ("anatomy", "professional_medicine"))):
+        assert report["benchmarks"][name]["status"] == "checked", name
+    assert report["benchmarks"]["pubmedqa"]["items"] == 500  # the official test split only
+    assert report["benchmarks"]["medmcqa"]["status"] == "excluded"  # it is a training source here, and says so
+    assert "Not checked on purpose: medmcqa" in (out / "DATACARD.md").read_text()
+
+    # Every source contributed, and every number in stats.json is what the files hold.
+    assert set(stats["sources"]) == {"medmcqa", "pubmedqa", "medexqa", "chatdoctor", "medical_meadow", "medicationqa"}
+    assert stats["sources"]["pubmedqa"]["read"] == 500
+    train, validation = lines(out / "train.jsonl"), lines(out / "validation.jsonl")
+    assert (len(train), len(validation)) == (stats["train"], stats["validation"])
+    assert not {r["id"] for r in train} & {r["id"] for r in validation}
+    assert stats["dropped"]["load:medicationqa"]["empty answer"]["count"] == 13  # counted, not silently lost
+    assert stats["timings_s"]["total"] < 600
+
+    mcq = [r for r in train if r["task"].startswith(("mcqa", "context_mcqa"))]
+    assert mcq and all(
+        r["messages"][-1]["content"].rsplit("\n", 1)[-1] in {"Answer: A", "Answer: B", "Answer: C", "Answer: D"}
+        for r in mcq
+    )
+    assert stats["chain_of_thought"]["explanation"] > 1000  # MedMCQA explanations and PubMedQA long answers
+
+
+@needs_shared
+def test_the_dataset_loads_with_hugging_face_datasets_in_the_layout_trl_reads(tmp_path: Path) -> None:
+    import datasets
+
+    cfg = config(
+        "sources: [{source: medexqa}, {source: medicationqa, limit: 40}]\ndecontamination: {exclude: [medmcqa]}"
+    ).model_copy(update={"data_dir": SHARED})
+    build(cfg, tmp_path / "d", log=quiet)
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "d" / "train.jsonl"), split="train")
+    assert set(ds.column_names) >= {"messages"}
+    assert ds[0]["messages"][-1]["role"] == "assistant"
+
+
+@needs_shared
+def test_a_medqa_test_file_given_by_path_is_checked_and_its_questions_never_reach_training(tmp_path: Path) -> None:
+    question = (
+        "A 45-year-old man presents with crushing substernal chest pain radiating to the left arm for two hours "
+        "with diaphoresis. Which of the following is the most appropriate next step?"
+    )
+    test_file = tmp_path / "medqa_test.jsonl"
+    options = {"A": "Aspirin", "B": "Discharge", "C": "Antacids", "D": "Reassurance"}
+    row = {"question": question, "options": options, "answer": "Aspirin", "answer_idx": "A", "meta_info": "step1"}
+    test_file.write_text(json.dumps(row) + "\n")
+    train_file = tmp_path / "train.jsonl"
+    train_rows = [
+        {**row, "id": "copied"},
+        {**row, "id": "fresh", "question": "Which vitamin deficiency causes scurvy?"},
+    ]
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in train_rows))
+    cfg = config(
+        f"sources: [{{format: medqa, path: '{train_file}', name: mine}}]\n"
+        f"decontamination: {{extra: [{{name: medqa_test, path: '{test_file}', format: medqa}}]}}"
+    )
+    stats = build(cfg, tmp_path / "out", log=quiet)
+    report = json.loads((tmp_path / "out" / "decontamination.json").read_text())
+    assert report["benchmarks"]["medqa_test"] | {"status": "checked", "items": 1} == report["benchmarks"]["medqa_test"]
+    assert [r["id"] for r in report["removed"]] == ["mine:copied"]
+    assert report["remaining_overlaps"] == 0
+    assert stats["sources"]["mine"]["contaminated"] == 1
+
+
+@needs_shared
+def test_xstest_and_benchmark_test_prompts_inside_a_user_file_are_removed_and_reported(tmp_path: Path) -> None:
+    import csv
+
+    with (SHARED / "xstest" / "xstest_prompts.csv").open(encoding="utf-8") as f:
+        xstest = [row["prompt"] for row in csv.DictReader(f)][:20]
+    with (SHARED / "mmlu_medical" / "test" / "anatomy_test.csv").open(encoding="utf-8") as f:
+        mmlu = [row[0] for row in csv.reader(f) if len(row[0].split()) >= 13][:20]
+    rows = [(p, "Here is a careful, helpful answer to that.") for p in xstest + mmlu]
+    rows += distinct_rows("ordinary", 10)
+    source = alpaca(tmp_path / "mine.json", rows)
+    cfg = config(f"sources: [{{format: alpaca, path: '{source}', name: mine}}]")
+    stats = build(cfg.model_copy(update={"data_dir": SHARED}), tmp_path / "o", log=quiet)
+    assert stats["sources"]["mine"]["contaminated"] == 40
+    assert stats["train"] + stats["validation"] == 10
+    reasons = stats["dropped"]["decontaminate"]
+    assert reasons["overlap with xstest"]["count"] == 20
+    assert reasons["overlap with mmlu_anatomy"]["count"] == 20
+
+
+@needs_shared
+def test_a_source_that_is_an_evaluation_file_must_be_excluded_explicitly(tmp_path: Path) -> None:
+    cfg = config("sources: [{source: medmcqa}]").model_copy(update={"data_dir": SHARED})
+    with pytest.raises(UserError, match=r"decontamination\.exclude"):
+        build(cfg, tmp_path / "o", log=quiet)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_build_that_could_check_against_no_evaluation_set_is_refused_unless_opted_out(tmp_path: Path) -> None:
+    src = alpaca(tmp_path / "a.json", distinct_rows("q", 8))
+    with pytest.raises(UserError, match="nothing would be checked"):
+        build(config(f"sources: [{{format: alpaca, path: '{src}', name: a}}]"), tmp_path / "o", log=quiet)
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluation_only_sources_are_refused_as_training_input(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="evaluation"):
+        build(config("sources: [{source: xstest}]"), tmp_path / "o", log=quiet)
+
+
+# --- weights, caps, shares, split -----------------------------------------------------------------------------
+
+
+def test_caps_weights_and_the_general_share_give_the_counts_asked_for_and_repeats_never_cross_the_split(
+    tmp_path: Path,
+) -> None:
+    med = alpaca(tmp_path / "med.json", distinct_rows("medical", 60))
+    gen = alpaca(tmp_path / "gen.json", distinct_rows("general", 200))
+    small = alpaca(tmp_path / "small.json", distinct_rows("rare", 10))
+    cfg = config(
+        NO_EVAL
+        + f"""
+seed: 3
+validation: 0.1
+general_share: 0.25
+sources:
+  - {{format: alpaca, path: '{med}', name: med, cap: 40}}
+  - {{format: alpaca, path: '{small}', name: small, weight: 2}}
+  - {{format: alpaca, path: '{gen}', name: gen, general: true}}
+"""
+    )
+    stats = build(cfg, tmp_path / "o", log=quiet)
+    src = stats["sources"]
+    assert src["med"]["train"] + src["med"]["validation"] == 40  # capped at 40 distinct items
+    assert src["small"]["validation"] == 1 and src["small"]["train"] == 20 - 1  # 10 items, repeated twice
+    medical = src["med"]["train"] + src["small"]["train"]
+    assert src["gen"]["train"] == round(0.25 * medical / 0.75)
+    assert stats["general_share"]["reached"] == pytest.approx(0.25, abs=0.01)
+
+    train, validation = lines(tmp_path / "o" / "train.jsonl"), lines(tmp_path / "o" / "validation.jsonl")
+    base = {r["id"].split("#repeat")[0] for r in train}
+    assert not base & {r["id"] for r in validation}
+
+
+def test_the_same_config_and_seed_build_the_same_dataset(tmp_path: Path) -> None:
+    src = alpaca(tmp_path / "a.json", distinct_rows("q", 50))
+    text = NO_EVAL + f"seed: 7\nsources: [{{format: alpaca, path: '{src}', name: a, weight: 0.5}}]"
+    build(config(text), tmp_path / "one", log=quiet)
+    build(config(text), tmp_path / "two", log=quiet)
+    for name in ("train.jsonl", "validation.jsonl"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def test_near_duplicates_are_compared_on_content_not_on_the_template_around_it(tmp_path: Path) -> None:
+    # The same MCQ twice under two ids gets two different templates; it must still be one item.
+    rows = [
+        {"id": f"q{i}", "question": question, "options": ["Alpha", "Beta", "Gamma", "Delta"], "answer": i % 4}
+        for i, (question, _) in enumerate(distinct_rows("mcq", 12))
+    ]
+    rows.append({**rows[0], "id": "copy-of-q0", "question": rows[0]["question"] + " "})
+    path = tmp_path / "mcq.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats = build(config(NO_EVAL + f"sources: [{{format: mcq, path: '{path}', name: m}}]"), tmp_path / "o", log=quiet)
+    assert stats["sources"]["m"]["exact duplicates"] + stats["sources"]["m"]["near duplicates"] == 1
+
+
+# --- bad input: one line, exit 2, nothing half-written ---------------------------------------------------------
+
+
+def test_a_malformed_row_is_counted_by_reason_or_refused_in_strict_mode(tmp_path: Path) -> None:
+    good = [{"instruction": q, "input": "", "output": a} for q, a in distinct_rows("x", 5)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for r in good[:2])
+        + '{"instruction": "no output"}\n'
+        + "".join(json.dumps(r) + "\n" for r in good[2:])
+    )
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(NO_EVAL + f"sources: [{{format: alpaca, path: '{path}', name: rows}}]\n")
+
+    lenient = aloe("data", "build", str(recipe), "--out", str(tmp_path / "ok"))
+    assert lenient.returncode == 0, lenient.stderr
+    stats = json.loads((tmp_path / "ok" / "stats.json").read_text())
+    assert stats["dropped"]["load:rows"]["empty answer"]["count"] == 1
+    assert stats["sources"]["rows"]["malformed"] == 1
+
+    strict = aloe("data", "build", str(recipe), "--out", str(tmp_path / "strict"), "--strict")
+    assert_error_after_progress(strict, f"{path}:3", "output")
+    assert not (tmp_path / "strict").exists()
+
+
+def test_a_typo_in_the_mixture_yaml_names_the_file_line_and_known_keys(tmp_path: Path) -> None:
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("seed: 1\nsources:\n  - source: medexqa\n    wieght: 2\n")
+    result = aloe("data", "build", str(recipe), "--out", str(tmp_path / "o"))
+    assert_one_line_error(result, str(recipe), "line 4", "wieght", "weight")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_source_lists_the_registered_ones(tmp_path: Path) -> None:
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("sources: [{source: medmcqq}]\n")
+    assert_one_line_error(aloe("data", "build", str(recipe), "--out", str(tmp_path / "o")), "medmcqq", "medmcqa")
+
+
+def test_an_existing_dataset_is_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    src = alpaca(tmp_path / "a.json", distinct_rows("q", 8))
+    cfg = config(NO_EVAL + f"sources: [{{format: alpaca, path: '{src}', name: a}}]")
+    build(cfg, tmp_path / "o", log=quiet)
+    with pytest.raises(UserError, match="--overwrite"):
+        build(cfg, tmp_path / "o", log=quiet)
+    build(cfg, tmp_path / "o", overwrite=True, log=quiet)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]  # no temporary folder left behind
+
+
+def test_data_stats_recomputes_the_counts_from_the_files(tmp_path: Path) -> None:
+    src = alpaca(tmp_path / "a.json", distinct_rows("q", 30))
+    build(
+        config(NO_EVAL + f"validation: 0.2\nsources: [{{format: alpaca, path: '{src}', name: a}}]"),
+        tmp_path / "o",
+        log=quiet,
+    )
+    result = aloe("data", "stats", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["train"], shown["validation"]) == (24, 6)
+    assert shown["kinds"]["train"] == {"task:open_qa": 24}
+    assert "warning" not in shown
+
+
+def test_the_config_as_run_is_saved_and_rebuilds_the_same_dataset(tmp_path: Path) -> None:
+    src = alpaca(tmp_path / "a.json", distinct_rows("q", 20))
+    build(
+        config(NO_EVAL + f"seed: 5\nsources: [{{format: alpaca, path: '{src}', name: a}}]"), tmp_path / "o", log=quiet
+    )
+    saved = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
+    assert saved["seed"] == 5 and saved["dedup"]["threshold"] == 0.72 and saved["decontamination"]["ngram"] == 13
+    assert saved["decontamination"]["benchmarks"] == [] and saved["decontamination"]["safety"] is False
+    build(MixtureConfig.model_validate(saved), tmp_path / "again", log=quiet)
+    assert (tmp_path / "o" / "train.jsonl").read_text() == (tmp_path / "again" / "train.jsonl").read_text()
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["seed"] == 5 and "datasketch" in manifest["versions"]
