@@ -55,6 +55,7 @@ class RedteamPrefs(_Config):
     responder: EngineConfig | None = Field(
         None, description="Model that writes missing safe / compliant replies (checked by the refusal detector)."
     )
+    max_tokens: int = Field(256, ge=16, description="Most new tokens per generated reply.")
 
 
 class BenignPrefs(_Config):
@@ -62,6 +63,7 @@ class BenignPrefs(_Config):
 
     sources: tuple[SourceEntry, ...] = Field(description="Benign sources (format: benign, prompt + answer).")
     responder: EngineConfig | None = Field(None, description="Model that answers prompts shipped without answers.")
+    max_tokens: int = Field(256, ge=16, description="Most new tokens per generated answer.")
 
 
 class PrefsConfig(_Config):
@@ -91,6 +93,9 @@ def _records(entries: Sequence[SourceEntry], kind: type, config: PrefsConfig, ta
     out = []
     for entry in entries:
         records = load_entry(entry, config.data_dir, tally)
+        if entry.cap is not None and len(records) > entry.cap:
+            # A seeded sample across the whole source (the first rows of MedSafetyBench are all one category).
+            records = random.Random(f"{config.seed}:{entry.label}").sample(records, entry.cap)
         wrong = {type(r).__name__ for r in records if not isinstance(r, kind)}
         if wrong:
             raise UserError(
@@ -157,6 +162,7 @@ def build_prefs(
                 tally=tally,
                 responder=engine,
                 styles_per_request=r.styles_per_request,
+                max_tokens=r.max_tokens,
                 progress=progress,
             )
         finally:
@@ -176,6 +182,7 @@ def build_prefs(
                 tally=tally,
                 source=",".join(e.label for e in b.sources),
                 responder=engine,
+                max_tokens=b.max_tokens,
             )
         finally:
             if engine is not None:

@@ -1,0 +1,1 @@
+"""Training stages: SFT and two-stage DPO, thin wrappers over TRL."""

@@ -1,0 +1,116 @@
+"""What SFT and DPO share: the version guard, model loading through our secure resolver, LoRA settings,
+precision and logging choices that TRL's defaults get wrong on a CPU, and the config pieces both stages use.
+
+aloekit wraps TRL thinly: these helpers only build the arguments TRL's trainers take.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from aloekit.config import _Config
+from aloekit.errors import UserError
+
+# Versions the wrappers were written and tested against. TRL renames arguments between minor releases
+# (max_seq_length -> max_length, ...), so anything outside these ranges is refused with a clear message
+# rather than failing deep inside a trainer.
+SUPPORTED = {
+    "trl": ((1, 0), (2, 0)),
+    "transformers": ((5, 0), (6, 0)),
+    "peft": ((0, 17), (1, 0)),
+    "accelerate": ((1, 0), (2, 0)),
+}
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    parts = [int("".join(c for c in piece if c.isdigit()) or 0) for piece in version.split(".")[:2]]
+    major, minor = [*parts, 0, 0][:2]
+    return major, minor
+
+
+def check_versions(packages: dict[str, tuple[tuple[int, int], tuple[int, int]]] | None = None) -> dict[str, str]:
+    """The installed versions of TRL, transformers, peft and accelerate, or a UserError naming the one outside
+    its supported range and the pip command that fixes it."""
+    found: dict[str, str] = {}
+    for package, (low, high) in (packages or SUPPORTED).items():
+        spec = f"{package}>={low[0]}.{low[1]},<{high[0]}.{high[1]}"
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError as e:
+            raise UserError(f"{package} is not installed: pip install '{spec}'") from e
+        if not low <= _version_tuple(version) < high:
+            raise UserError(f"{package} {version} is not supported by aloekit's trainers: pip install '{spec}'")
+        found[package] = version
+    return found
+
+
+class LoraSettings(_Config):
+    """LoRA adapters (peft). Leave ``lora`` unset in a training config for full fine-tuning."""
+
+    r: int = Field(16, ge=1, description="Rank of the adapters.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator (effective scale alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: tuple[str, ...] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear' (every linear layer but the output head)."
+    )
+    qlora: bool = Field(
+        False, description="Load the base model in 4-bit (bitsandbytes, CUDA only) and train adapters on top."
+    )
+
+    def peft_config(self, task_type: str = "CAUSAL_LM") -> Any:
+        from peft import LoraConfig
+
+        targets: Any = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
+        return LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets, task_type=task_type
+        )
+
+
+class Logging(_Config):
+    """Where training curves go. TensorBoard by default (files next to the checkpoints); W&B when asked."""
+
+    tensorboard: bool = Field(True, description="Write TensorBoard event files under OUT/runs.")
+    wandb: bool = Field(False, description="Also log to Weights & Biases (needs `pip install wandb` and a login).")
+    steps: int = Field(10, ge=1, description="Log every N optimizer steps.")
+
+    def report_to(self) -> list[str]:
+        targets = []
+        if self.tensorboard:
+            targets.append("tensorboard")
+        if self.wandb:
+            try:
+                metadata.version("wandb")
+            except metadata.PackageNotFoundError as e:
+                raise UserError("logging.wandb is on but wandb is not installed: pip install wandb") from e
+            targets.append("wandb")
+        return targets
+
+
+def device_kind() -> Literal["cuda", "cpu"]:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def precision_args(precision: Literal["auto", "fp32", "bf16", "fp16"]) -> dict[str, Any]:
+    """TrainingArguments precision flags. TRL 1.16's configs default to bf16=True, which fails on a CPU
+    ("Your setup doesn't support bf16/gpu"): 'auto' means bf16 on a GPU that supports it, fp32 otherwise."""
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if device_kind() == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and device_kind() == "cpu":
+        raise UserError(f"precision {precision} needs a GPU here: use precision: fp32 (or auto) on a CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16", "use_cpu": device_kind() == "cpu"}
+
+
+def resolve_model(ref: str, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Path:
+    """A model reference (alias, folder, .gguf, Hub id) as a local safetensors folder, through aloekit's
+    resolver: safetensors only and no remote code unless the user opted in."""
+    from aloekit import models
+
+    return models.resolve(ref, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code).path
