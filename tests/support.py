@@ -6,9 +6,10 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aloekit.engines import LoglikelihoodRequest
+from aloekit.engines import Generation, GenerationRequest, Loglikelihood, LoglikelihoodRequest, PromptLogprobs
 
 WORDS = [
     "the",
@@ -104,3 +105,44 @@ def assert_error_after_progress(result: subprocess.CompletedProcess[str], *names
     for name in names:
         assert name in last
     return last
+
+
+class ScriptedEngine:
+    """Test double for an Engine: replies come from ``script(request)``; every call and request is recorded.
+
+    ``die_after`` simulates a killed process: the call after that many calls raises instead of answering.
+    """
+
+    name = "scripted"
+    model_id = "scripted-model"
+
+    def __init__(
+        self,
+        script: Callable[[GenerationRequest], str],
+        *,
+        die_after: int | None = None,
+        finish: str = "stop",
+    ) -> None:
+        self.script = script
+        self.die_after = die_after
+        self.finish = finish
+        self.calls: list[list[GenerationRequest]] = []
+
+    @property
+    def requests(self) -> list[GenerationRequest]:
+        return [r for call in self.calls for r in call]
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+        if self.die_after is not None and len(self.calls) >= self.die_after:
+            raise KeyboardInterrupt("killed")
+        self.calls.append(list(requests))
+        return [Generation([self.script(r)], [self.finish], 10, [7]) for r in requests]  # type: ignore[list-item]
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[Loglikelihood]:
+        raise NotImplementedError
+
+    def prompt_logprobs(self, prompts: Sequence[str], *, top: int = 1) -> list[PromptLogprobs]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

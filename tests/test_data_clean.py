@@ -308,3 +308,14 @@ def test_only_bare_statements_count_as_answer_lines():
 def test_with_answer_line_states_the_given_letter():
     assert with_answer_line("Reasoning.\nAnswer: A", "C", DRUGS) == "Reasoning.\n\nAnswer: C"
     assert with_answer_line("", "C", DRUGS) == "Answer: C"
+
+
+def test_questions_that_refer_to_a_missing_picture_are_recognised():
+    for question in (
+        "History of fall on outstretched hand with the given xray:",
+        "Identify the structure marked with arrow",
+        "The lesion shown in the figure is most likely",
+        "The x-ray after the fall is given below:",
+    ):
+        assert needs_image(question), question
+    assert not needs_image("A patient treated with x-ray therapy in 1990 now presents with")

@@ -24,8 +24,9 @@ from aloekit.data.cot import (
     verify,
 )
 from aloekit.data.schema import MCQItem
-from aloekit.engines import Engine, Generation, GenerationRequest, Loglikelihood, LoglikelihoodRequest, PromptLogprobs
+from aloekit.engines import Engine, Generation, GenerationRequest
 from aloekit.errors import UserError
+from support import ScriptedEngine
 
 DRUGS = ("Aspirin", "Heparin", "Warfarin", "Metformin")
 
@@ -55,47 +56,6 @@ def item_of(request: GenerationRequest, items: Sequence[MCQItem]) -> MCQItem:
     user = request.messages[-1]["content"]
     (found,) = [item for item in items if f"Question: {item.question}\n" in user]
     return found
-
-
-class ScriptedTeacher:
-    """Test double for an Engine: replies come from ``script(request)``; every call and request is recorded.
-
-    ``die_after`` simulates a killed process: the call after that many calls raises instead of answering.
-    """
-
-    name = "scripted"
-    model_id = "scripted-teacher"
-
-    def __init__(
-        self,
-        script: Callable[[GenerationRequest], str],
-        *,
-        die_after: int | None = None,
-        finish: str = "stop",
-    ) -> None:
-        self.script = script
-        self.die_after = die_after
-        self.finish = finish
-        self.calls: list[list[GenerationRequest]] = []
-
-    @property
-    def requests(self) -> list[GenerationRequest]:
-        return [r for call in self.calls for r in call]
-
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
-        if self.die_after is not None and len(self.calls) >= self.die_after:
-            raise KeyboardInterrupt("killed")
-        self.calls.append(list(requests))
-        return [Generation([self.script(r)], [self.finish], 10, [7]) for r in requests]  # type: ignore[list-item]
-
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[Loglikelihood]:
-        raise NotImplementedError
-
-    def prompt_logprobs(self, prompts: Sequence[str], *, top: int = 1) -> list[PromptLogprobs]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 def always_right(items: Sequence[MCQItem]) -> Callable[[GenerationRequest], str]:
@@ -156,7 +116,7 @@ def test_only_verified_items_are_kept_and_retries_sample_with_new_seeds(tmp_path
             return reasoning("B")
         return reasoning("D")  # q1's first attempt and every attempt of q2 conclude the wrong option
 
-    teacher = ScriptedTeacher(script)
+    teacher = ScriptedEngine(script)
     out = tmp_path / "cot.jsonl"
     stats = generate_cot(teacher, items, out, CoTConfig(retries=2, seed=5, chunk=8))
 
@@ -164,7 +124,7 @@ def test_only_verified_items_are_kept_and_retries_sample_with_new_seeds(tmp_path
     assert [rows[i]["status"] for i in ("q0", "q1", "q2")] == ["accepted", "accepted", "rejected"]
     assert [rows[i]["attempts"] for i in ("q0", "q1", "q2")] == [1, 2, 3]
     assert rows["q2"]["reasoning"] is None and rows["q2"]["reason"] == "wrong answer"
-    assert rows["q1"]["teacher"] == "scripted-teacher" and rows["q1"]["item"] == items[1].to_json()
+    assert rows["q1"]["teacher"] == "scripted-model" and rows["q1"]["item"] == items[1].to_json()
     # One engine call per round, each with every pending attempt; retries sample (temperature > 0), new seeds.
     assert [len(call) for call in teacher.calls] == [3, 2, 1]
     assert [(r.temperature, r.seed) for r in teacher.calls[0]] == [(0.0, 5)] * 3
@@ -192,7 +152,7 @@ def test_only_verified_items_are_kept_and_retries_sample_with_new_seeds(tmp_path
 
 def test_a_reply_cut_off_at_max_tokens_is_rejected_even_if_it_names_the_answer(tmp_path: Path) -> None:
     items = [mcq(0)]
-    teacher = ScriptedTeacher(always_right(items), finish="length")
+    teacher = ScriptedEngine(always_right(items), finish="length")
     stats = generate_cot(teacher, items, tmp_path / "cot.jsonl", CoTConfig(retries=0))
     assert stats.accepted == 0
     assert read_lines(tmp_path / "cot.jsonl")[0]["reason"] == "cut off at max_tokens"
@@ -203,13 +163,13 @@ def test_after_a_kill_a_rerun_regenerates_nothing_already_finished(tmp_path: Pat
     out = tmp_path / "cot.jsonl"
     config = CoTConfig(retries=0, chunk=3)
     with pytest.raises(KeyboardInterrupt):
-        generate_cot(ScriptedTeacher(always_right(items), die_after=2), items, out, config)
+        generate_cot(ScriptedEngine(always_right(items), die_after=2), items, out, config)
     finished = [row["id"] for row in read_lines(out)]
     assert finished == ["q0", "q1", "q2", "q3", "q4", "q5"]  # two whole chunks made it to disk
     with out.open("a") as f:
         f.write('{"id": "q6", "status": "acc')  # the kill tore the line being written
 
-    teacher = ScriptedTeacher(always_right(items))
+    teacher = ScriptedEngine(always_right(items))
     stats = generate_cot(teacher, items, out, config)
 
     assert sorted(item_of(r, items).id for r in teacher.requests) == ["q6", "q7", "q8", "q9"]
@@ -223,12 +183,12 @@ def test_a_damaged_line_before_the_last_is_an_error_not_a_silent_skip(tmp_path: 
     out = tmp_path / "cot.jsonl"
     out.write_text('{"id": "q0", "sta\n{"id": "q1", "status": "accepted"}\n')
     with pytest.raises(UserError, match="line 1"):
-        generate_cot(ScriptedTeacher(always_right(items)), items, out, CoTConfig())
+        generate_cot(ScriptedEngine(always_right(items)), items, out, CoTConfig())
 
 
 def test_duplicate_item_ids_are_refused_since_resuming_keys_on_them(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="'q0'"):
-        generate_cot(ScriptedTeacher(str), [mcq(0), mcq(0)], tmp_path / "cot.jsonl", CoTConfig())
+        generate_cot(ScriptedEngine(str), [mcq(0), mcq(0)], tmp_path / "cot.jsonl", CoTConfig())
 
 
 _KILLED_RUN = textwrap.dedent(

@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import pytest
 
 from aloekit.data.prefs import REFUSALS, benign_pairs, medical_pairs, redteam_pairs
 from aloekit.data.schema import HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.tally import Tally
-from aloekit.engines import Generation, GenerationRequest, Loglikelihood, LoglikelihoodRequest, PromptLogprobs
+from aloekit.engines import GenerationRequest
 from aloekit.safety.refusal import is_refusal, refusal_matches
 from aloekit.safety.styles import STYLES
-
-
-class ScriptedResponder:
-    """Test double for an Engine: replies come from ``script(request)``; calls are recorded."""
-
-    name = "scripted"
-    model_id = "scripted-responder"
-
-    def __init__(self, script: Callable[[GenerationRequest], str]) -> None:
-        self.script = script
-        self.calls: list[list[GenerationRequest]] = []
-
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
-        self.calls.append(list(requests))
-        return [Generation([self.script(r)], ["stop"], 10, [5]) for r in requests]
-
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[Loglikelihood]:
-        raise NotImplementedError
-
-    def prompt_logprobs(self, prompts: Sequence[str], *, top: int = 1) -> list[PromptLogprobs]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+from support import ScriptedEngine
 
 
 def system_of(request: GenerationRequest) -> str:
@@ -105,7 +80,7 @@ def verified(i: int, answer: int) -> MCQItem:
 def test_medical_pairs_keep_only_questions_the_policy_gets_wrong() -> None:
     items = [verified(0, 1), verified(1, 1), verified(2, 1)]
     replies = {"case 0": "Heparin acts fast.\nAnswer: B", "case 1": "Aspirin.\nAnswer: A", "case 2": "Hmm, not sure."}
-    policy = ScriptedResponder(lambda r: next(v for k, v in replies.items() if k in user_of(r)))
+    policy = ScriptedEngine(lambda r: next(v for k, v in replies.items() if k in user_of(r)))
     tally = Tally()
 
     pairs = medical_pairs(policy, items, seed=3, max_tokens=64, tally=tally)
@@ -123,7 +98,7 @@ def test_medical_pairs_keep_only_questions_the_policy_gets_wrong() -> None:
 
 
 def test_medical_items_without_verified_reasoning_are_counted_not_asked() -> None:
-    policy = ScriptedResponder(lambda r: "Answer: A")
+    policy = ScriptedEngine(lambda r: "Answer: A")
     tally = Tally()
     bare = MCQItem(id="m9", question="Q?", options=("x", "y"), answer=1)
     assert medical_pairs(policy, [bare], seed=0, max_tokens=16, tally=tally) == []
@@ -189,7 +164,7 @@ def test_a_responder_fills_missing_replies_and_only_fitting_ones_are_kept() -> N
         # b's "compliant" reply is a refusal, so it cannot serve as the rejected side.
         return "I'm sorry, but no." if "overdose" in user_of(request) else "Step 1: take the following..."
 
-    responder = ScriptedResponder(script)
+    responder = ScriptedEngine(script)
     tally = Tally()
     pairs = redteam_pairs(requests, styles=["plain", "role_play"], seed=1, tally=tally, responder=responder)
 
@@ -209,7 +184,7 @@ BENIGN = [
 
 
 def test_benign_pairs_prefer_the_helpful_answer_over_a_needless_refusal() -> None:
-    responder = ScriptedResponder(lambda r: "Take them to a pharmacy take-back scheme.")
+    responder = ScriptedEngine(lambda r: "Take them to a pharmacy take-back scheme.")
     tally = Tally()
     pairs = benign_pairs(BENIGN, seed=0, tally=tally, source="xstest", responder=responder)
 
@@ -226,7 +201,7 @@ def test_benign_pairs_prefer_the_helpful_answer_over_a_needless_refusal() -> Non
 
 def test_benign_items_without_a_usable_helpful_answer_are_counted() -> None:
     tally = Tally()
-    refusing = ScriptedResponder(lambda r: "I'm sorry, but I can't help with that.")
+    refusing = ScriptedEngine(lambda r: "I'm sorry, but I can't help with that.")
     assert benign_pairs(BENIGN[1:2], seed=0, tally=tally, source="xstest", responder=refusing) == []
     assert benign_pairs(BENIGN[1:2], seed=0, tally=tally, source="xstest") == []
     assert tally.counts[("prefs", "helpful response reads as a refusal")] == 1

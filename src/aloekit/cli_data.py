@@ -108,10 +108,14 @@ def _print_stats(stats: dict[str, object]) -> None:
     sources = stats.get("sources") or {}
     assert isinstance(sources, dict)
     stages = sorted({k for counts in sources.values() for k in counts}, key=_STAGE_ORDER.index)
-    table = Table("source", *stages, title="rows per source and stage")
+    table = Table(title="rows per source and stage")
+    table.add_column("source", no_wrap=True)
+    for stage in stages:
+        table.add_column(stage, justify="right")
     for label, counts in sources.items():
         table.add_row(label, *(f"{counts.get(s, 0):,}" for s in stages))
-    console = Console(stderr=False)
+    # Piped output (CI logs, files) gets room for every column instead of rich's 80-column default.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     dropped = stats.get("dropped") or {}
     assert isinstance(dropped, dict)

@@ -3,6 +3,7 @@ stage behaves the same whichever way it was started, and every run records the c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
@@ -56,15 +57,19 @@ class MCQAConfig(_Config):
 # --- YAML files -> configs, with errors that name the file, the line and the fix ------------------------------
 
 
-def load_yaml(path: Path, cls: type[C], *, what: str) -> C:
-    """Read ``path`` (YAML) into ``cls``; any problem is one UserError naming the file, the line and the key."""
+def read_config_text(path: Path, what: str) -> str:
+    """The text of a config file, or one UserError saying it is missing or unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
         raise UserError(f"{what} not found: {path}") from e
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {what} {path}: {e}") from e
-    return parse_yaml(text, cls, source=str(path), what=what)
+
+
+def load_yaml(path: Path, cls: type[C], *, what: str) -> C:
+    """Read ``path`` (YAML) into ``cls``; any problem is one UserError naming the file, the line and the key."""
+    return parse_yaml(read_config_text(path, what), cls, source=str(path), what=what)
 
 
 def parse_yaml(text: str, cls: type[C], *, source: str, what: str) -> C:
@@ -87,7 +92,7 @@ def validation_message(error: ValidationError, cls: type[BaseModel], source: str
     """The first validation error as one line: file, line, dotted key, what is wrong and (for typos) the known keys."""
     first = error.errors()[0]
     loc = [p for p in first["loc"] if isinstance(p, int | str)]
-    line = _node_line(root, loc)
+    line = node_line(root, loc)
     at = f"{source} line {line}" if line else source
     dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     if first["type"] == "extra_forbidden":
@@ -125,7 +130,8 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _node_line(node: yaml.Node | None, loc: list[int | str]) -> int | None:
+def node_line(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (the key's line for a mapping entry), or the nearest parent's."""
     if node is None:
         return None
     line = node.start_mark.line + 1

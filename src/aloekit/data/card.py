@@ -54,6 +54,30 @@ def _decontamination(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _tail(stats: dict[str, Any], report: dict[str, Any], config: BaseModel, intended_use: str) -> list[str]:
+    """The sections every data card ends with: decontamination, drops, intended use, the config as run."""
+    return [
+        "## Decontamination",
+        "",
+        _decontamination(report),
+        "",
+        "## Rows not kept, by reason",
+        "",
+        _dropped(stats),
+        "",
+        "## Intended use and limits",
+        "",
+        intended_use,
+        "",
+        "## How it was made",
+        "",
+        "```yaml",
+        _yaml(config),
+        "```",
+        "",
+    ]
+
+
 def mixture_card(stats: dict[str, Any], report: dict[str, Any], config: BaseModel) -> str:
     tasks = stats["tasks"].get("train", {})
     cot = stats.get("chain_of_thought", {})
@@ -84,32 +108,20 @@ def mixture_card(stats: dict[str, Any], report: dict[str, Any], config: BaseMode
             [[n, w["mean"], w["p50"], w["p95"], w["max"]] for n, w in stats["words"].items()],
         ),
         "",
-        "## Decontamination",
-        "",
-        _decontamination(report),
-        "",
-        "## Rows not kept, by reason",
-        "",
-        _dropped(stats),
-        "",
         "## General-data share",
         "",
         f"Asked: {stats['general_share'].get('asked')}; reached: {stats['general_share'].get('reached')}."
         + (f" {stats['general_share']['note']}." if stats["general_share"].get("note") else ""),
         "",
-        "## Intended use and limits",
-        "",
-        "Training data for research on medical language models. Several sources are synthetic or scraped "
-        "(dialogues, patient-information pages) and carry their own licences and research-only terms: check each "
-        "source's licence before any other use. Nothing here is medical advice, and a model trained on it is "
-        "not a medical device.",
-        "",
-        "## How it was made",
-        "",
-        "```yaml",
-        _yaml(config),
-        "```",
-        "",
+        *_tail(
+            stats,
+            report,
+            config,
+            "Training data for research on medical language models. Several sources are synthetic or scraped "
+            "(dialogues, patient-information pages) and carry their own licences and research-only terms: check "
+            "each source's licence before any other use. Nothing here is medical advice, and a model trained on it "
+            "is not a medical device.",
+        ),
     ]
     return "\n".join(parts)
 
@@ -150,24 +162,12 @@ def prefs_card(stats: dict[str, Any], report: dict[str, Any], config: BaseModel)
         "",
         _funnel(stats),
         "",
-        "## Decontamination",
-        "",
-        _decontamination(report),
-        "",
-        "## Rows not kept, by reason",
-        "",
-        _dropped(stats),
-        "",
-        "## Intended use and limits",
-        "",
-        "Alignment research on medical language models. Red-teaming pairs contain harmful requests (and, as "
-        "rejected replies, compliant text): handle the files accordingly and do not publish them as content.",
-        "",
-        "## How it was made",
-        "",
-        "```yaml",
-        _yaml(config),
-        "```",
-        "",
+        *_tail(
+            stats,
+            report,
+            config,
+            "Alignment research on medical language models. Red-teaming pairs contain harmful requests (and, as "
+            "rejected replies, compliant text): handle the files accordingly and do not publish them as content.",
+        ),
     ]
     return "\n".join(parts)

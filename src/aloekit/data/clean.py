@@ -161,6 +161,7 @@ _IMAGE = re.compile(
     rf"(?:following\s+|given\s+|accompanying\s+)?{_IMAGE_NOUN}\b)"
     rf"|\b(?:in|on|from)\s+(?:the\s+)?(?:given\s+|following\s+|above\s+|below\s+|accompanying\s+)?{_IMAGE_NOUN}\b"
     rf"(?!\s+of\b)"
+    rf"|\bwith\s+(?:the\s+)?(?:given|following|accompanying|attached)\s+{_IMAGE_NOUN}\b"
     rf"|^\W*fig(?:ure)?\b|\bfig(?:ure)?\.?\s*(?:\d+|was|is|depicts|shows|shown|given|below|above)\b"
     rf"|\bmarked\s+(?:\(?with|by|as|in|{_MARKABLE})\b|\b(?:the|this)\s+marked\b|\b{_MARKABLE}\s+marked\b"
     rf"|\barrow(?:s|heads?)?\b|\bvideo\b|\b(?:case|condition)\s+shown\b"

@@ -70,6 +70,48 @@ def publish(out: Path, files: Mapping[str, str | Iterable[Mapping[str, Any]]], *
         raise
 
 
+def publish_dataset(
+    out: Path,
+    *,
+    stage: str,
+    splits: Mapping[str, Sequence[Any]],
+    stats: Mapping[str, Any],
+    report: Mapping[str, Any],
+    card: str,
+    config: Any,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """The standard layout (see the module docstring) for a built dataset of ``to_json()``-able records."""
+    import time
+
+    import yaml
+
+    from aloekit.provenance import package_versions
+
+    config_json = config.model_dump_json()
+    manifest = {
+        "stage": stage,
+        "config_hash": config_hash(config_json),
+        "seed": seed,
+        "versions": package_versions("datasets", "datasketch", "transformers", "sentence-transformers"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "status": "complete",
+    }
+    publish(
+        out,
+        {
+            **{f"{name}.jsonl": (r.to_json() for r in splits[name]) for name in SPLITS},
+            "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
+            "decontamination.json": json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+            "DATACARD.md": card,
+            "config.yaml": yaml.safe_dump(json.loads(config_json), sort_keys=False),
+            "manifest.json": json.dumps(manifest, indent=2) + "\n",
+        },
+        overwrite=overwrite,
+    )
+
+
 def config_hash(config_json: str) -> str:
     return hashlib.sha256(config_json.encode()).hexdigest()[:16]
 

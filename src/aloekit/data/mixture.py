@@ -8,7 +8,6 @@ user asks for are the counts they get. Every dropped row is counted by stage and
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from aloekit.config import _Config
@@ -31,7 +29,6 @@ from aloekit.data.sources import SOURCES, BenignItem, load_source
 from aloekit.data.tally import Tally
 from aloekit.data.templates import mcq_to_chat, open_qa_to_chat, with_system
 from aloekit.errors import UserError
-from aloekit.provenance import package_versions
 
 
 class SourceEntry(_Config):
@@ -299,28 +296,17 @@ def build(
 
     origins = Counter(e.origin for e in unique_entries if e.origin != "n/a")
     stats = _stats(config, splits, funnel, tally, decon_report, share, origins, timings, started)
-    config_yaml = yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
-    manifest = {
-        "stage": "data",
-        "config_hash": dataset.config_hash(config.model_dump_json()),
-        "seed": config.seed,
-        "versions": package_versions("datasets", "datasketch", "transformers", "sentence-transformers"),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "status": "complete",
-    }
     from aloekit.data.card import mixture_card
 
-    dataset.publish(
+    dataset.publish_dataset(
         out,
-        {
-            "train.jsonl": (s.to_json() for s in splits["train"]),
-            "validation.jsonl": (s.to_json() for s in splits["validation"]),
-            "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
-            "decontamination.json": json.dumps(decon_report, indent=2, ensure_ascii=False) + "\n",
-            "DATACARD.md": mixture_card(stats, decon_report, config),
-            "config.yaml": config_yaml,
-            "manifest.json": json.dumps(manifest, indent=2) + "\n",
-        },
+        stage="data",
+        splits=splits,
+        stats=stats,
+        report=decon_report,
+        card=mixture_card(stats, decon_report, config),
+        config=config,
+        seed=config.seed,
         overwrite=overwrite,
     )
     return stats

@@ -9,7 +9,6 @@ can be added as they are. Every pair is checked against every evaluation set, li
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -17,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, model_validator
 
 from aloekit.config import EngineConfig, _Config
@@ -31,7 +29,6 @@ from aloekit.data.schema import HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import BenignItem
 from aloekit.data.tally import Tally
 from aloekit.errors import UserError
-from aloekit.provenance import package_versions
 
 
 class MedicalPrefs(_Config):
@@ -215,27 +212,17 @@ def build_prefs(
         "seed": config.seed,
         "timings_s": {"total": round(time.perf_counter() - started, 2)},
     }
-    manifest = {
-        "stage": "prefs",
-        "config_hash": dataset.config_hash(config.model_dump_json()),
-        "seed": config.seed,
-        "versions": package_versions("datasets", "datasketch", "transformers"),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "status": "complete",
-    }
     from aloekit.data.card import prefs_card
 
-    dataset.publish(
+    dataset.publish_dataset(
         out,
-        {
-            "train.jsonl": (p.to_json() for p in splits["train"]),
-            "validation.jsonl": (p.to_json() for p in splits["validation"]),
-            "stats.json": json.dumps(stats, indent=2, ensure_ascii=False) + "\n",
-            "decontamination.json": json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-            "DATACARD.md": prefs_card(stats, report, config),
-            "config.yaml": yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False),
-            "manifest.json": json.dumps(manifest, indent=2) + "\n",
-        },
+        stage="prefs",
+        splits=splits,
+        stats=stats,
+        report=report,
+        card=prefs_card(stats, report, config),
+        config=config,
+        seed=config.seed,
         overwrite=overwrite,
     )
     return stats

@@ -44,6 +44,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
+from aloekit.config import node_line, read_config_text
 from aloekit.errors import UserError
 
 # --- dtypes --------------------------------------------------------------------------------------------------
@@ -470,27 +471,6 @@ def _known_keys(loc: Sequence[int | str]) -> list[str] | None:
     return list(cls.model_fields)
 
 
-def _node_line(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
-    """1-based line of the YAML node at ``loc`` (the key's line for a mapping entry), or the nearest parent's."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            for key, value in node.value:
-                if key.value == part:
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def _loc_text(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -533,7 +513,7 @@ def parse_merge_config(text: str, *, source: str | Path = "<config>") -> MergeCo
 def _validation_message(error: ValidationError, where: str, root: yaml.Node | None, data: dict[str, Any]) -> str:
     first = error.errors()[0]
     loc = [p for p in first["loc"] if isinstance(p, int | str)]
-    line = _node_line(root, loc)
+    line = node_line(root, loc)
     at = f"{where} line {line}" if line else where
     kind = first["type"]
     if kind == "extra_forbidden":
@@ -552,13 +532,7 @@ def _validation_message(error: ValidationError, where: str, root: yaml.Node | No
 def load_merge_config(path: str | Path) -> MergeConfig:
     """Read a mergekit YAML file. Relative model paths resolve against the working directory, else the file's."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise UserError(f"merge config not found: {path}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read merge config {path}: {e}") from e
-    return parse_merge_config(text, source=path)
+    return parse_merge_config(read_config_text(path, "merge config"), source=path)
 
 
 def float_or_bool(kind: type) -> Callable[[object], Any]:

@@ -1,0 +1,132 @@
+"""``aloe train ...``: wiring for the training stages (SFT, DPO). Each command reads a YAML config, calls the
+library function that does the work and prints a summary table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aloekit.errors import UserError
+
+train_app = typer.Typer(
+    help="Training: supervised fine-tuning (sft) and preference alignment (dpo), thin wrappers over TRL.",
+    no_args_is_help=True,
+)
+
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue the run in the config's out folder from its last checkpoint.")
+]
+DebugTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--debug-tokens", min=1, help="Print the first N samples' tokens, trained ones in [brackets], and exit."
+    ),
+]
+MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Override the config's max_steps.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+
+
+def _log(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _print_tokens(samples: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    console.print("tokens in [brackets] (green) are trained; the others are context (label -100)")
+    for sample in samples:
+        console.print(
+            Text(f"── {sample['id']}: {sample['length']} tokens, {sample['trained']} trained", style="bold")
+        )
+        text = Text()
+        for token, trained in sample["tokens"]:
+            shown = token.replace("\n", "↵\n")
+            if trained:
+                text.append(f"[{shown}]", style="green")
+            else:
+                text.append(shown, style="dim")
+        console.print(text)
+
+
+def _print_summary(metrics: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key in (
+        "steps",
+        "epochs",
+        "train_loss",
+        "eval_loss_before",
+        "eval_loss",
+        "tokens_per_second",
+        "train_seconds",
+        "resumed_from",
+        "model",
+        "out",
+    ):
+        value = metrics.get(key)
+        if value is None:
+            continue
+        table.add_row(key.replace("_", " "), f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console(stderr=True).print(table)
+
+
+@train_app.command("sft")
+def sft(
+    config: Annotated[Path, typer.Argument(help="SFT config YAML (model, dataset, out, lora, schedule...).")],
+    resume: Resume = False,
+    debug_tokens: DebugTokens = None,
+    max_steps: MaxSteps = None,
+    quiet: Quiet = False,
+) -> None:
+    """Supervised fine-tuning with loss on the assistant's tokens, packing, checkpoints and a model export."""
+    from aloekit.config import load_yaml
+    from aloekit.train.sft import SFTRunConfig, train_sft
+
+    cfg = load_yaml(config, SFTRunConfig, what="SFT config")
+    if max_steps is not None:
+        cfg = cfg.model_copy(update={"max_steps": max_steps})
+    metrics = train_sft(cfg, resume=resume, debug_tokens=debug_tokens, progress=not quiet, log=_log)
+    if metrics.get("status") == "debug":
+        _print_tokens(metrics["samples"])
+        return
+    _print_summary(metrics, "SFT finished")
+
+
+@train_app.command("dpo")
+def dpo(
+    config: Annotated[Path, typer.Argument(help="DPO config YAML.")],
+    resume: Resume = False,
+    debug_tokens: DebugTokens = None,
+    quiet: Quiet = False,
+) -> None:
+    """Direct preference optimisation on chosen/rejected pairs (the Aloe recipe's alignment stages)."""
+    from aloekit.config import load_yaml
+    from aloekit.train.dpo import DPORunConfig, train_dpo
+
+    cfg = load_yaml(config, DPORunConfig, what="DPO config")
+    metrics = train_dpo(cfg, resume=resume, debug_tokens=debug_tokens, progress=not quiet)
+    if isinstance(metrics, dict) and metrics.get("status") != "debug":
+        _print_summary(metrics, "DPO finished")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``train_app`` alone (``python -m aloekit.cli_train``) with the ``aloe`` CLI's error contract."""
+    try:
+        train_app(args=argv, standalone_mode=False)
+    except UserError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        return UserError.exit_code
+    except typer.Exit as e:
+        return int(e.exit_code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,771 @@
+"""``aloe train dpo``: Direct Preference Optimization in stages on TRL's DPOTrainer, as the Aloe recipe aligns a
+model (general and medical preferences first, then red-teaming).
+
+Stages chain: stage k trains from the model stage k-1 produced, and that same model is stage k's frozen
+reference. After each stage the policy (LoRA merged in, when LoRA is used) is saved as ``OUT/<stage>/model``;
+the first stage starts from ``model``.
+
+The reference's log-probabilities are computed once per (pairs, tokenization, reference weights) and kept on
+disk (:mod:`aloekit.train.refcache`); TRL's ``precompute_ref_log_probs`` mode then trains without a reference
+model in memory and without a reference forward per step (with LoRA, no adapter-disabled forward either). A
+resumed or repeated stage finds the cache and runs no reference forward at all.
+
+Layout of ``OUT``::
+
+    config.yaml              the config as run (every default filled in)
+    manifest.json            versions, seed, per-stage status, dataset and model fingerprints, the final model
+    model -> <last>/model    the final model (a relative link; manifest.json's ``final_model`` names it too)
+    <stage>/checkpoints/     Trainer checkpoints; ``--resume`` continues from the last one
+    <stage>/runs/            TensorBoard event files (loss, rewards/margins, rewards/accuracies, logps/*...)
+    <stage>/model/           the stage's result: the next stage's policy and reference
+    <stage>/metrics.json     every logged step, first/last summaries, evaluation on the validation pairs
+    <stage>/manifest.json    the stage's status, inputs, fingerprints and reference-cache keys
+
+``--resume`` skips the stages whose manifest says ``done`` (with the same settings and inputs) and resumes the
+current one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from aloekit import models
+from aloekit.config import _Config, load_yaml
+from aloekit.errors import UserError
+from aloekit.train import refcache
+from aloekit.train.common import Logging, LoraSettings, check_versions, device_kind, precision_args
+
+LossType = Literal[
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+]
+"""TRL 1.16's DPO losses (``exo_pair`` is left out: it needs label smoothing, which aloekit does not expose)."""
+
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_RESERVED = ("model", "config.yaml", "manifest.json")
+_VERSIONED = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+
+
+class DPOStage(_Config):
+    """One DPO stage: a set of preference pairs and how hard to pull the policy towards them."""
+
+    name: str = Field(description="Folder name of the stage under OUT (letters, digits, '.', '_', '-').")
+    dataset: Path = Field(
+        description="Preference pairs: a data-stage folder (train.jsonl, optional validation.jsonl) or one JSONL "
+        "file of pairs (prompt, chosen, rejected; TRL's conversational layout or plain strings)."
+    )
+    beta: float = Field(0.1, gt=0, description="DPO's beta: how far the policy may move from the reference.")
+    learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (cosine schedule after warmup).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training pairs (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps to run; overrides epochs.")
+    loss_type: tuple[LossType, ...] = Field(
+        ("sigmoid",), description="TRL loss name (sigmoid = DPO, ipo, hinge, ...), or a list to combine several."
+    )
+    max_length: int = Field(
+        1024,
+        ge=8,
+        description="Most tokens of prompt + reply; longer sequences are cut at the end, and pairs whose prompt "
+        "alone fills it are dropped (TRL's keep_start truncation).",
+    )
+
+    @field_validator("loss_type", mode="before")
+    @classmethod
+    def _one_loss(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not _STAGE_NAME.match(value) or value in _RESERVED:
+            raise ValueError(
+                f"stage name {value!r} must be a plain folder name (letters, digits, '.', '_', '-'), not "
+                f"{', '.join(_RESERVED)}"
+            )
+        return value
+
+    @field_validator("loss_type")
+    @classmethod
+    def _some_loss(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one loss (e.g. sigmoid)")
+        return value
+
+
+class DPORunConfig(_Config):
+    """``aloe train dpo CONFIG``: the policy to start from and the DPO stages to run on it, in order."""
+
+    model: str = Field(description="The policy to start from: alias, folder, .gguf file or Hub id (an SFT result).")
+    out: Path = Field(description="Output folder (see the layout in aloekit.train.dpo).")
+    stages: tuple[DPOStage, ...] = Field(
+        description="Stages in order; each starts from the previous one's model and uses it as its reference."
+    )
+    lora: LoraSettings | None = Field(
+        None, description="Train LoRA adapters (merged into the model after each stage); unset = full fine-tuning."
+    )
+    per_device_batch_size: int = Field(2, ge=1, description="Pairs per forward pass (each pair is 2 sequences).")
+    gradient_accumulation: int = Field(1, ge=1, description="Forward passes per optimizer step.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps spent warming the learning rate up.")
+    save_steps: int = Field(100, ge=1, description="Save a checkpoint every N optimizer steps (for --resume).")
+    save_total_limit: int | None = Field(2, ge=1, description="Checkpoints kept per stage (older ones deleted).")
+    eval_steps: int | None = Field(
+        None, ge=1, description="Evaluate on the validation pairs every N steps; they are always evaluated at the end."
+    )
+    ref_batch_size: int | None = Field(
+        None, ge=1, description="Pairs per reference forward when the reference log-probs are computed."
+    )
+    ref_cache_dir: Path | None = Field(
+        None, description="Where reference log-probs are cached (default $ALOE_HOME/refcache, shared by runs)."
+    )
+    logging: Logging = Field(default_factory=Logging, description="Training curves: TensorBoard, W&B, interval.")
+    seed: int = Field(0, description="Seed for adapter initialisation and data order.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="'auto' = bf16 on a GPU that supports it, fp32 otherwise (TRL's bf16 default fails on CPU)."
+    )
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute activations in the backward pass to save memory. Default: on with a GPU (memory is "
+        "the limit there), off on a CPU, where RAM is rarely the limit for models small enough to train on one "
+        "and the recomputation costs about a third more time per step.",
+    )
+    allow_pickle: bool = Field(False, description="Allow loading pickle (.bin) weights, which can run code.")
+    trust_remote_code: bool = Field(False, description="Allow a model's custom code from its folder or the Hub.")
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: tuple[DPOStage, ...]) -> tuple[DPOStage, ...]:
+        if not value:
+            raise ValueError("no stages: add at least one (name, dataset) under stages")
+        names = [s.name for s in value]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"stage names must differ: {', '.join(duplicated)} is used twice")
+        return value
+
+    @model_validator(mode="after")
+    def _no_qlora(self) -> DPORunConfig:
+        if self.lora is not None and self.lora.qlora:
+            raise ValueError(
+                "lora.qlora is not supported by aloe train dpo (the merged stage model must be full precision): "
+                "set lora.qlora: false"
+            )
+        return self
+
+
+def load_dpo_config(path: Path) -> DPORunConfig:
+    """A DPO config from a YAML file; any problem is one UserError naming the file, line and key."""
+    return load_yaml(Path(path), DPORunConfig, what="DPO config")
+
+
+# --- inputs --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """One stage's preference files and their content hashes."""
+
+    train: Path
+    train_sha256: str
+    validation: Path | None
+    validation_sha256: str | None
+
+
+def _stage_pairs(stage: DPOStage) -> _Pairs:
+    path = stage.dataset.expanduser()
+    if path.is_dir():
+        train = path / "train.jsonl"
+        if not train.is_file():
+            raise UserError(
+                f"stage {stage.name}: dataset folder {path} has no train.jsonl: build it with `aloe data prefs` "
+                "or point dataset at a JSONL file of pairs"
+            )
+        validation: Path | None = path / "validation.jsonl"
+        if not (validation and validation.is_file() and validation.stat().st_size > 0):
+            validation = None
+    elif path.is_file():
+        train, validation = path, None
+    else:
+        raise UserError(f"stage {stage.name}: dataset {path} not found: give a data-stage folder or a JSONL file")
+    return _Pairs(
+        train.absolute(),
+        models.file_sha256(train),
+        validation.absolute() if validation else None,
+        models.file_sha256(validation) if validation else None,
+    )
+
+
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    """Preference pairs of a JSONL file in TRL's conversational layout (prompt: messages; chosen and rejected: one
+    assistant message each). A malformed line is a one-line UserError naming the file and line."""
+    from aloekit.data.schema import PreferencePair
+
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise UserError(f"{where}: not valid JSON ({e}): fix or remove the line") from e
+            if not isinstance(record, dict):
+                raise UserError(f"{where}: a pair is a JSON object with prompt, chosen and rejected")
+            pair = PreferencePair.from_json(record, where)
+            rows.append(
+                {
+                    "prompt": list(pair.prompt),
+                    "chosen": [{"role": "assistant", "content": pair.chosen}],
+                    "rejected": [{"role": "assistant", "content": pair.rejected}],
+                }
+            )
+    if not rows:
+        raise UserError(f"{path} holds no preference pairs: rebuild the dataset")
+    return rows
+
+
+# --- the run -------------------------------------------------------------------------------------------------
+
+
+def train_dpo(
+    config: DPORunConfig, *, resume: bool = False, debug_tokens: int = 0, progress: bool = False
+) -> dict[str, Any]:
+    """Run every stage of ``config`` and return a summary (``out``, ``model``, per-stage results).
+
+    Everything that can be checked before training is (versions, datasets, the model reference, the output
+    folder). ``resume`` continues a run in ``config.out``: stages already done are skipped, the current one resumes
+    from its last checkpoint. ``debug_tokens`` > 0 prints that many tokens of each stage's first pair as TRL
+    tokenized it (prompt, chosen, rejected) to stderr. ``progress`` shows progress bars.
+    """
+    versions = check_versions()
+    out = config.out.expanduser().absolute()
+    pairs = [_stage_pairs(stage) for stage in config.stages]
+    _check_out(out, resume)
+    start = models.resolve(config.model, allow_pickle=config.allow_pickle, trust_remote_code=config.trust_remote_code)
+
+    out.mkdir(parents=True, exist_ok=True)
+    models.atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    run = _read_json(out / "manifest.json") if resume else None
+    run = _run_manifest(config, start, versions, previous=run)
+    _write_json(out / "manifest.json", run)
+
+    policy = start
+    results = []
+    for index, (stage, stage_pairs) in enumerate(zip(config.stages, pairs, strict=True)):
+        result = _run_stage(config, stage, stage_pairs, policy, out, resume, debug_tokens, progress)
+        run["stages"][index] = result["manifest"]
+        _write_json(out / "manifest.json", run)
+        results.append({k: v for k, v in result.items() if k != "manifest"})
+        policy = models.resolve(str(out / stage.name / "model"))
+
+    final = out / config.stages[-1].name / "model"
+    _link_final(out, final)
+    run["final_model"] = str(final)
+    run["finished"] = _now()
+    _write_json(out / "manifest.json", run)
+    return {"out": str(out), "model": str(final), "manifest": str(out / "manifest.json"), "stages": results}
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out {out} is a file: name a folder")
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise UserError(f"out {out} already holds files: pass --resume to continue that run, or choose a new folder")
+
+
+def _run_manifest(
+    config: DPORunConfig, start: models.ResolvedModel, versions: dict[str, str], previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    from aloekit.provenance import package_versions
+
+    stages = list((previous or {}).get("stages") or [])
+    by_name = {s.get("name"): s for s in stages if isinstance(s, dict)}
+    return {
+        "kind": "aloe-train-dpo",
+        "started": (previous or {}).get("started") or _now(),
+        "versions": {**package_versions(*_VERSIONED), **versions},
+        "seed": config.seed,
+        "config_sha256": hashlib.sha256(config.model_dump_json().encode()).hexdigest(),
+        "model": {"reference": config.model, "path": str(start.path), "fingerprint": models.fingerprint(start)},
+        "stages": [by_name.get(s.name) or {"name": s.name, "status": "pending"} for s in config.stages],
+        "final_model": None,
+    }
+
+
+def _stage_identity(
+    config: DPORunConfig, stage: DPOStage, pairs: _Pairs, policy_fingerprint: str, precision: str
+) -> str:
+    """What makes a stage's result: its settings, the training settings, its inputs. A stage in OUT is only
+    skipped or resumed when this matches."""
+    payload = {
+        "stage": stage.model_dump(mode="json", exclude={"dataset"}),
+        "lora": config.lora.model_dump(mode="json") if config.lora else None,
+        "batch": [config.per_device_batch_size, config.gradient_accumulation],
+        "warmup_ratio": config.warmup_ratio,
+        "seed": config.seed,
+        "precision": precision,
+        "pairs": [pairs.train_sha256, pairs.validation_sha256],
+        "policy": policy_fingerprint,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _resolved_precision(precision: str) -> str:
+    flags = precision_args(precision)  # type: ignore[arg-type]
+    return "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
+
+
+def _run_stage(
+    config: DPORunConfig,
+    stage: DPOStage,
+    pairs: _Pairs,
+    policy: models.ResolvedModel,
+    out: Path,
+    resume: bool,
+    debug_tokens: int,
+    progress: bool,
+) -> dict[str, Any]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stage_dir = out / stage.name
+    precision = _resolved_precision(config.precision)
+    policy_fingerprint = models.fingerprint(policy)
+    identity = _stage_identity(config, stage, pairs, policy_fingerprint, precision)
+    manifest_path = stage_dir / "manifest.json"
+    previous = _read_json(manifest_path) if resume else None
+    if previous is not None and previous.get("identity") != identity:
+        raise UserError(
+            f"{stage_dir} was trained with other settings or inputs than this config's stage {stage.name}: "
+            "resume with the config it was started with, or choose a new out folder"
+        )
+    if previous is not None and previous.get("status") == "done" and (stage_dir / "model" / "config.json").is_file():
+        _say(progress, f"stage {stage.name}: done already, skipped")
+        return {"name": stage.name, "status": "skipped", "model": str(stage_dir / "model"), "manifest": previous}
+
+    checkpoints = stage_dir / "checkpoints"
+    checkpoint = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    manifest: dict[str, Any] = {
+        "name": stage.name,
+        "status": "running",
+        "identity": identity,
+        "started": _now(),
+        "dataset": {
+            "train": str(pairs.train),
+            "train_sha256": pairs.train_sha256,
+            "validation": str(pairs.validation) if pairs.validation else None,
+            "validation_sha256": pairs.validation_sha256,
+        },
+        "policy": {"path": str(policy.path), "fingerprint": policy_fingerprint},
+        "reference": {"path": str(policy.path), "fingerprint": policy_fingerprint},
+        "resumed_from": checkpoint,
+    }
+    _write_json(manifest_path, manifest)
+
+    started = time.perf_counter()
+    trainer, cache, tokenizer, timer = _build_trainer(
+        config, stage, pairs, policy, policy_fingerprint, stage_dir, progress
+    )
+    if debug_tokens > 0:
+        _show_tokens(stage.name, trainer.train_dataset[0], tokenizer, debug_tokens)
+    _say(progress, f"stage {stage.name}: training" + (f" from {Path(checkpoint).name}" if checkpoint else ""))
+    with _quiet(progress):
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        eval_metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if config.lora is not None:
+        model = model.merge_and_unload()
+    card = {
+        "method": "dpo",
+        "stage": stage.name,
+        "base_model": config.model,
+        "reference": "the model this stage started from",
+        "beta": stage.beta,
+        "loss_type": list(stage.loss_type),
+        "lora": config.lora.model_dump(mode="json") if config.lora else None,
+    }
+    model_dir = _export_model(model, tokenizer, stage_dir / "model", card=card)
+
+    metrics = _metrics(trainer.state.log_history, train_result.metrics, eval_metrics, timer)
+    _write_json(stage_dir / "metrics.json", metrics)
+    manifest.update(
+        status="done",
+        finished=_now(),
+        seconds=round(time.perf_counter() - started, 2),
+        steps=trainer.state.global_step,
+        model={"path": str(model_dir), "fingerprint": models.fingerprint(models.resolve(str(model_dir)))},
+        ref_cache={
+            split: {"key": key, "path": str(cache.path(split)), "outcome": cache.outcome.get(split)}
+            for split, key in cache.keys.items()
+        },
+        metrics={"first": metrics["first"], "last": metrics["last"], "eval": metrics["eval"]},
+    )
+    _write_json(manifest_path, manifest)
+    del trainer, model
+    return {
+        "name": stage.name,
+        "status": "trained",
+        "model": str(model_dir),
+        "steps": manifest["steps"],
+        "ref_cache": dict(cache.outcome),
+        "step_seconds": metrics["step_seconds"],
+        "last": metrics["last"],
+        "eval": metrics["eval"],
+        "manifest": manifest,
+    }
+
+
+def _build_trainer(
+    config: DPORunConfig,
+    stage: DPOStage,
+    pairs: _Pairs,
+    policy: models.ResolvedModel,
+    policy_fingerprint: str,
+    stage_dir: Path,
+    progress: bool,
+) -> tuple[Any, refcache.RefCache, Any, _StepTimer]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.integrations import TensorBoardCallback
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(policy.path, trust_remote_code=config.trust_remote_code)
+    if not tokenizer.chat_template:
+        raise UserError(
+            f"model {policy.path} has no chat template: DPO renders each pair in the model's chat format; "
+            "start from an instruct or SFT model"
+        )
+    precision = _resolved_precision(config.precision)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(policy.path, dtype=dtype, trust_remote_code=config.trust_remote_code)
+
+    train = Dataset.from_list(read_pairs(pairs.train))
+    validation = Dataset.from_list(read_pairs(pairs.validation)) if pairs.validation else None
+
+    versions = check_versions()
+    tokenization = {
+        "tokenizer": refcache.tokenizer_hash(tokenizer),
+        "max_length": stage.max_length,
+        "truncation_mode": "keep_start",
+        "precision": precision,
+        "ld_alpha": None,
+        "trl": versions["trl"],
+    }
+    keys = {
+        "train": refcache.cache_key(
+            dataset_sha256=pairs.train_sha256,
+            split="train",
+            reference_fingerprint=policy_fingerprint,
+            tokenization=tokenization,
+        )
+    }
+    if pairs.validation_sha256 is not None:
+        keys["eval"] = refcache.cache_key(
+            dataset_sha256=pairs.validation_sha256,
+            split="eval",
+            reference_fingerprint=policy_fingerprint,
+            tokenization=tokenization,
+        )
+    cache = refcache.RefCache(
+        folder=(config.ref_cache_dir or models.aloe_home() / "refcache").expanduser(),
+        keys=keys,
+        metadata={"reference": policy_fingerprint, "stage": stage.name, **{k: str(v) for k, v in tokenization.items()}},
+    )
+
+    gradient_checkpointing = (
+        config.gradient_checkpointing if config.gradient_checkpointing is not None else device_kind() == "cuda"
+    )
+    report_to = [target for target in config.logging.report_to() if target != "tensorboard"]
+    args = DPOConfig(
+        output_dir=str(stage_dir / "checkpoints"),
+        per_device_train_batch_size=config.per_device_batch_size,
+        per_device_eval_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=stage.learning_rate,
+        num_train_epochs=stage.epochs,
+        max_steps=stage.max_steps or -1,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup_ratio,
+        beta=stage.beta,
+        loss_type=list(stage.loss_type),
+        max_length=stage.max_length,
+        truncation_mode="keep_start",
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=config.ref_batch_size,
+        **_checkpointing_arg(DPOConfig, gradient_checkpointing),
+        logging_steps=config.logging.steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if validation is not None and config.eval_steps else "no",
+        eval_steps=config.eval_steps,
+        report_to=report_to or "none",
+        seed=config.seed,
+        disable_tqdm=not progress,
+        trust_remote_code=config.trust_remote_code,
+        **precision_args(config.precision),
+    )
+    timer = _StepTimer()
+    callbacks: list[Any] = [timer.callback()]
+    if config.logging.tensorboard:
+        board = TensorBoardCallback()
+        board.logging_dir = str(stage_dir / "runs")
+        callbacks.append(board)
+
+    _say(
+        progress,
+        f"stage {stage.name}: {len(train)} pairs; reference log-probs "
+        + ("cached" if cache.complete() else "computed once, then cached"),
+    )
+    with _quiet(progress), _reference_hash(policy_fingerprint):
+        trainer = _trainer_class()(
+            model=model,
+            ref_model=None,
+            args=args,
+            train_dataset=train,
+            eval_dataset=validation,
+            processing_class=tokenizer,
+            peft_config=config.lora.peft_config() if config.lora else None,
+            callbacks=callbacks,
+            ref_cache=cache,
+        )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout
+    return trainer, cache, tokenizer, timer
+
+
+def _checkpointing_arg(config_class: type, enabled: bool) -> dict[str, bool]:
+    """transformers 5.x renamed gradient_checkpointing to activation_checkpointing (the old name warns)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
+
+
+_TRAINER: Any = None
+
+
+def _trainer_class() -> Any:
+    """DPOTrainer whose reference pass goes through the on-disk cache (built lazily: importing TRL is slow)."""
+    global _TRAINER
+    if _TRAINER is not None:
+        return _TRAINER
+    import torch
+    from trl import DPOTrainer
+
+    class AloeDPOTrainer(DPOTrainer):  # type: ignore[misc]
+        def __init__(self, *args: Any, ref_cache: refcache.RefCache, **kwargs: Any) -> None:
+            # Set before DPOTrainer.__init__, which runs the reference pass (precompute_ref_log_probs).
+            self.aloe_ref_cache = ref_cache
+            super().__init__(*args, **kwargs)
+
+        def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+            def compute() -> Any:
+                # The pass iterates a DataLoader, which draws from the global RNG: fork it so that the training
+                # shuffle is the same whether the values were computed now or read from the cache.
+                devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+                with torch.random.fork_rng(devices=devices):
+                    return super(AloeDPOTrainer, self)._precompute_ref_logps(dataset, name, batch_size)
+
+            return self.aloe_ref_cache.attach(dataset, name, compute)
+
+    _TRAINER = AloeDPOTrainer
+    return _TRAINER
+
+
+@contextlib.contextmanager
+def _reference_hash(fingerprint: str) -> Iterator[None]:
+    """With precompute_ref_log_probs, DPOTrainer hashes every weight of the reference in memory (TRL's
+    ``hash_module``) to key its own datasets cache; the weights files' fingerprint is already known, so use it."""
+    from trl.trainer import dpo_trainer
+
+    original = getattr(dpo_trainer, "hash_module", None)
+    if original is None:
+        yield
+        return
+    dpo_trainer.hash_module = lambda module: fingerprint  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        dpo_trainer.hash_module = original  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _quiet(progress: bool) -> Iterator[None]:
+    """Silence TRL's and datasets' progress bars unless progress is on."""
+    if progress:
+        yield
+        return
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    previous = os.environ.get("TQDM_DISABLE")
+    datasets.disable_progress_bars()
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+class _StepTimer:
+    """Wall time of each optimizer step (forward, backward, update), for metrics.json and benchmarks."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class StepTimer(TrainerCallback):  # type: ignore[misc]
+            start = 0.0
+
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                self.start = time.perf_counter()
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                timer.seconds.append(time.perf_counter() - self.start)
+
+        return StepTimer()
+
+
+# --- outputs -------------------------------------------------------------------------------------------------
+
+_SUMMARY_KEYS = (
+    "loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+)
+
+
+def _metrics(
+    history: list[dict[str, Any]], train: dict[str, Any], evaluation: dict[str, Any], timer: _StepTimer
+) -> dict[str, Any]:
+    logged = [entry for entry in history if "rewards/accuracies" in entry]
+
+    def summary(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+        if entry is None:
+            return None
+        return {"step": entry.get("step"), **{k: entry[k] for k in _SUMMARY_KEYS if k in entry}}
+
+    steps = timer.seconds[1:] or timer.seconds  # the first step includes one-off setup
+    return {
+        "first": summary(logged[0] if logged else None),
+        "last": summary(logged[-1] if logged else None),
+        "eval": {k: v for k, v in evaluation.items() if isinstance(v, int | float)},
+        "train": {k: v for k, v in train.items() if isinstance(v, int | float)},
+        "step_seconds": {
+            "median": round(statistics.median(steps), 4) if steps else None,
+            "mean": round(statistics.fmean(steps), 4) if steps else None,
+            "steps": len(timer.seconds),
+        },
+        "log_history": history,
+    }
+
+
+def _export_model(model: Any, tokenizer: Any, out_dir: Path, *, card: dict[str, Any]) -> Path:
+    """Save a standalone model folder (safetensors, tokenizer, generation config, README card) atomically."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        lines = [f"# {card.get('stage', out_dir.name)}", "", "Trained with `aloe train dpo` (aloekit).", ""]
+        lines += [f"- {key}: {json.dumps(value)}" for key, value in card.items()]
+        (tmp / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        models.make_readable(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _link_final(out: Path, final: Path) -> None:
+    """OUT/model -> <last stage>/model (a relative link, so the folder can be moved)."""
+    link = out / "model"
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        return  # a real folder someone put there: leave it, manifest.json names the final model
+    with contextlib.suppress(OSError):
+        link.symlink_to(os.path.relpath(final, out), target_is_directory=True)
+
+
+def _show_tokens(stage: str, row: dict[str, Any], tokenizer: Any, limit: int) -> None:
+    for part in ("prompt_ids", "chosen_ids", "rejected_ids"):
+        ids = list(row[part])
+        shown = ids[-limit:] if part == "prompt_ids" else ids[:limit]
+        more = len(ids) - len(shown)
+        where = (f"[... {more} tokens] " if part == "prompt_ids" else "") if more else ""
+        tail = f" [... {more} tokens]" if more and part != "prompt_ids" else ""
+        text = " ".join(repr(t) for t in tokenizer.convert_ids_to_tokens(shown))
+        print(f"{stage} {part.removesuffix('_ids')} ({len(ids)} tokens): {where}{text}{tail}", file=sys.stderr)
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_json(path: Path, value: Any) -> None:
+    models.atomic_write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+
+
+__all__ = ["DPORunConfig", "DPOStage", "LossType", "load_dpo_config", "read_pairs", "train_dpo"]

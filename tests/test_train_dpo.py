@@ -1,0 +1,432 @@
+"""Specification of ``aloe train dpo`` (aloekit.train.dpo) and its reference log-prob cache (aloekit.train.refcache).
+
+Runs on the tiny random Llama (SmolLM2's real tokenizer and chat template) with a few optimizer steps. The pairs
+are learnable on purpose: every chosen reply is the same short sentence and every rejected one is random words,
+so a high learning rate makes the policy prefer the chosen replies within a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aloekit import models
+from aloekit.errors import UserError
+from aloekit.train import refcache
+from aloekit.train.dpo import DPORunConfig, load_dpo_config, read_pairs, train_dpo
+
+CHOSEN = "Please see a doctor today."
+WORDS = "banana rocket purple seven window quietly engine marble cloud hammer violin tundra".split()
+
+
+def write_pairs(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for i in range(n):
+            prompt = [{"role": "user", "content": f"Question {seed}-{i}: I have a {rng.choice(WORDS)} pain."}]
+            rejected = " ".join(rng.choices(WORDS, k=rng.randint(4, 7))) + "."
+            row = {
+                "id": f"p{seed}-{i}",
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": CHOSEN}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+            }
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def pairs_folder(root: Path, seed: int, train: int = 16, validation: int = 4) -> Path:
+    write_pairs(root / "train.jsonl", train, seed)
+    write_pairs(root / "validation.jsonl", validation, seed + 1000)
+    return root
+
+
+def make_config(model: Path, out: Path, stages: list[dict[str, Any]], **overrides: Any) -> DPORunConfig:
+    settings: dict[str, Any] = {
+        "model": str(model),
+        "out": str(out),
+        "stages": stages,
+        "per_device_batch_size": 4,
+        "gradient_accumulation": 1,
+        "warmup_ratio": 0.0,
+        "save_steps": 4,
+        "logging": {"steps": 1},
+        "seed": 0,
+        **overrides,
+    }
+    return DPORunConfig.model_validate(settings)
+
+
+def stage(name: str, dataset: Path, **overrides: Any) -> dict[str, Any]:
+    return {"name": name, "dataset": str(dataset), "learning_rate": 5e-3, "max_steps": 6, "max_length": 128, **overrides}
+
+
+class ForwardCounter:
+    """Counts forward passes of the Llama backbone (policy, reference and adapter-disabled passes alike) and
+    calls of TRL's reference log-prob function."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from transformers.models.llama.modeling_llama import LlamaModel
+        from trl.trainer.dpo_trainer import DPOTrainer
+
+        self.forwards = 0
+        self.reference_batches = 0
+        forward, compute = LlamaModel.forward, DPOTrainer.compute_ref_log_probs
+
+        def counting_forward(module: Any, *args: Any, **kwargs: Any) -> Any:
+            self.forwards += 1
+            return forward(module, *args, **kwargs)
+
+        def counting_compute(trainer: Any, *args: Any, **kwargs: Any) -> Any:
+            self.reference_batches += 1
+            return compute(trainer, *args, **kwargs)
+
+        monkeypatch.setattr(LlamaModel, "forward", counting_forward)
+        monkeypatch.setattr(DPOTrainer, "compute_ref_log_probs", counting_compute)
+
+    def reset(self) -> None:
+        self.forwards = self.reference_batches = 0
+
+
+def completion_logps(model_dir: Path, rows: list[dict[str, Any]], key: str) -> list[float]:
+    """Sum of log-probs of each row's ``key`` reply given its prompt, computed from scratch with transformers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    values = []
+    with torch.no_grad():
+        for row in rows:
+            prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)
+            full = tokenizer.apply_chat_template(row["prompt"] + row[key], tokenize=True)
+            prompt_ids, full_ids = list(prompt["input_ids"]), list(full["input_ids"])
+            assert full_ids[: len(prompt_ids)] == prompt_ids
+            logits = model(torch.tensor([full_ids])).logits[0, :-1]
+            token_logps = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(full_ids[1:])[:, None])[:, 0]
+            values.append(float(token_logps[len(prompt_ids) - 1 :].sum()))
+    return values
+
+
+def safetensors_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("*.safetensors")))
+
+
+# --- two stages: chaining, logging, learning -------------------------------------------------------------------
+
+
+def test_two_lora_stages_chain_the_reference_and_learn_the_preferences(tiny_llama: Path, tmp_path: Path) -> None:
+    general = pairs_folder(tmp_path / "general", seed=1)
+    redteam = write_pairs(tmp_path / "redteam.jsonl", 16, seed=2)
+    config = make_config(
+        tiny_llama,
+        tmp_path / "out",
+        [stage("general", general), stage("redteam", redteam)],
+        lora={"r": 8, "alpha": 16, "dropout": 0.0},
+        ref_cache_dir=str(tmp_path / "refcache"),
+    )
+    result = train_dpo(config)
+    out = tmp_path / "out"
+
+    # Layout: config as run, run manifest, per-stage folders, the final model.
+    assert yaml.safe_load((out / "config.yaml").read_text())["stages"][1]["name"] == "redteam"
+    run = json.loads((out / "manifest.json").read_text())
+    assert [s["status"] for s in run["stages"]] == ["done", "done"]
+    assert run["versions"]["trl"] and run["seed"] == 0
+    assert run["model"]["fingerprint"] == models.fingerprint(models.resolve(str(tiny_llama)))
+    for name in ("general", "redteam"):
+        assert (out / name / "model" / "config.json").is_file()
+        assert list((out / name / "model").glob("*.safetensors"))
+        assert not list((out / name / "model").glob("adapter_*")), "LoRA must be merged into a standalone model"
+        assert list((out / name / "checkpoints").glob("checkpoint-*"))
+        assert list((out / name / "runs").rglob("events.out.tfevents.*"))
+    assert (out / "model").resolve() == (out / "redteam" / "model").resolve()
+    assert Path(result["model"]) == out / "redteam" / "model"
+    assert run["final_model"] == str(out / "redteam" / "model")
+
+    # Stage 2's policy and reference are stage 1's result.
+    first = json.loads((out / "general" / "manifest.json").read_text())
+    second = json.loads((out / "redteam" / "manifest.json").read_text())
+    stage1_model = models.fingerprint(models.resolve(str(out / "general" / "model")))
+    assert first["model"]["fingerprint"] == stage1_model
+    assert second["reference"]["fingerprint"] == second["policy"]["fingerprint"] == stage1_model
+    assert second["reference"]["path"] == str(out / "general" / "model")
+    assert first["reference"]["fingerprint"] == run["model"]["fingerprint"]
+
+    # ... and the reference log-probs stage 2 trained against are those of stage 1's model, as computed from
+    # scratch here (not those of the starting model, which stage 1 changed).
+    rows = read_pairs(redteam)
+    cached = refcache.load(Path(second["ref_cache"]["train"]["path"]))
+    assert cached is not None and len(cached.chosen) == len(rows)
+    under_stage1 = completion_logps(out / "general" / "model", rows, "chosen")
+    under_start = completion_logps(tiny_llama, rows, "chosen")
+    assert cached.chosen.tolist() == pytest.approx(under_stage1, abs=2e-3)
+    assert max(abs(a - b) for a, b in zip(cached.chosen.tolist(), under_start, strict=True)) > 0.1
+    rejected_under_stage1 = completion_logps(out / "general" / "model", rows, "rejected")
+    assert cached.rejected.tolist() == pytest.approx(rejected_under_stage1, abs=2e-3)
+
+    # Reward accuracy on the pairs rises: the first logged step sees the policy equal to its reference (rewards
+    # all zero, accuracy 0), the last one prefers the chosen replies; so does the validation set.
+    for name in ("general", "redteam"):
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        assert metrics["first"]["rewards/accuracies"] == 0.0
+        assert metrics["last"]["rewards/accuracies"] >= 0.75
+        assert metrics["last"]["rewards/margins"] > metrics["first"]["rewards/margins"]
+        assert metrics["last"]["logps/chosen"] > metrics["first"]["logps/chosen"]
+        assert metrics["step_seconds"]["steps"] == 6
+        assert any("logps/rejected" in entry for entry in metrics["log_history"])
+    general_metrics = json.loads((out / "general" / "metrics.json").read_text())
+    assert general_metrics["eval"]["eval_rewards/accuracies"] >= 0.75
+
+    # The same curves reach TensorBoard.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "general" / "runs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/rewards/accuracies", "train/rewards/margins", "train/logps/chosen", "train/logps/rejected"} <= tags
+    accuracies = [e.value for e in events.Scalars("train/rewards/accuracies")]
+    assert accuracies[0] == 0.0 and accuracies[-1] >= 0.75
+
+
+# --- the reference cache ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+def test_a_repeated_stage_reads_the_cached_reference_and_runs_no_reference_forward(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lora: bool
+) -> None:
+    data = pairs_folder(tmp_path / "pairs", seed=3, train=12, validation=4)
+    settings = {"lora": {"r": 8, "alpha": 16, "dropout": 0.0} if lora else None}
+    stages = [stage("prefs", data, max_steps=3, learning_rate=5e-3 if lora else 1e-3)]
+    counter = ForwardCounter(monkeypatch)
+
+    cache_dir = tmp_path / "refcache"
+    first = train_dpo(make_config(tiny_llama, tmp_path / "a", stages, ref_cache_dir=str(cache_dir), **settings))
+    assert first["stages"][0]["ref_cache"] == {"train": "computed", "eval": "computed"}
+    # 12 + 4 pairs, 4 per reference batch: 4 reference batches, once.
+    assert counter.reference_batches == 4
+    forwards_first = counter.forwards
+    counter.reset()
+
+    second = train_dpo(make_config(tiny_llama, tmp_path / "b", stages, ref_cache_dir=str(cache_dir), **settings))
+    assert second["stages"][0]["ref_cache"] == {"train": "hit", "eval": "hit"}
+    assert counter.reference_batches == 0
+    # Only policy forwards: 3 training steps of one batch and 1 validation batch; no live reference, no
+    # adapter-disabled pass.
+    assert counter.forwards == 3 + 1
+    assert forwards_first == counter.forwards + 4
+
+    # Same result, bit for bit.
+    assert safetensors_bytes(tmp_path / "a" / "prefs" / "model") == safetensors_bytes(tmp_path / "b" / "prefs" / "model")
+    losses = [
+        [e["loss"] for e in json.loads((tmp_path / run / "prefs" / "metrics.json").read_text())["log_history"] if "loss" in e]
+        for run in ("a", "b")
+    ]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
+
+
+def test_cache_key_changes_with_the_dataset_the_model_and_the_tokenization() -> None:
+    base = {
+        "dataset_sha256": "a" * 64,
+        "split": "train",
+        "reference_fingerprint": "b" * 64,
+        "tokenization": {"tokenizer": "c" * 64, "max_length": 1024, "precision": "fp32", "trl": "1.16.0"},
+    }
+    key = refcache.cache_key(**base)
+    assert key == refcache.cache_key(**base)
+    assert refcache.cache_key(**{**base, "dataset_sha256": "d" * 64}) != key
+    assert refcache.cache_key(**{**base, "reference_fingerprint": "e" * 64}) != key
+    assert refcache.cache_key(**{**base, "split": "eval"}) != key
+    for name, value in (("max_length", 512), ("tokenizer", "f" * 64), ("precision", "bf16"), ("trl", "1.17.0")):
+        assert refcache.cache_key(**{**base, "tokenization": {**base["tokenization"], name: value}}) != key
+
+
+def test_cache_keys_follow_the_files_the_model_and_the_template(tiny_llama: Path, tmp_path: Path) -> None:
+    """The inputs of the key are content hashes: editing the pairs file or the weights changes them."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    pairs = write_pairs(tmp_path / "p.jsonl", 4, seed=5)
+    before = models.file_sha256(pairs)
+    with pairs.open("a") as f:
+        f.write(pairs.read_text().splitlines()[0] + "\n")
+    assert models.file_sha256(pairs) != before
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_llama, copy)
+    original = models.fingerprint(models.resolve(str(copy)))
+    weights = next(copy.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert models.fingerprint(models.resolve(str(copy))) != original
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    digest = refcache.tokenizer_hash(tokenizer)
+    assert refcache.tokenizer_hash(AutoTokenizer.from_pretrained(tiny_llama)) == digest
+    tokenizer.chat_template = tokenizer.chat_template.replace("<|im_start|>", "<|im_start|> ")
+    assert refcache.tokenizer_hash(tokenizer) != digest
+
+
+def test_a_cache_file_for_other_tokens_is_not_used(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    rows = Dataset.from_list(
+        [{"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4]}, {"prompt_ids": [5], "chosen_ids": [6], "rejected_ids": [7, 8]}]
+    )
+    cache = refcache.RefCache(tmp_path, {"train": "k"})
+    calls = []
+
+    def compute() -> Any:
+        calls.append(1)
+        return rows.add_column("ref_chosen_logps", [-1.0, -2.0]).add_column("ref_rejected_logps", [-3.0, -4.0])
+
+    first = cache.attach(rows, "train", compute)
+    again = cache.attach(rows, "train", compute)
+    assert len(calls) == 1 and cache.outcome["train"] == "hit"
+    assert again["ref_chosen_logps"] == first["ref_chosen_logps"] == [-1.0, -2.0]
+    assert again.features["ref_rejected_logps"].dtype == "float32"
+
+    other = rows.map(lambda r: {"chosen_ids": [*r["chosen_ids"], 9]})
+    cache.attach(other, "train", compute)
+    assert len(calls) == 2 and cache.outcome["train"] == "computed"
+
+
+# --- resume ------------------------------------------------------------------------------------------------
+
+
+def test_resume_skips_done_stages_and_continues_the_current_one_without_a_reference_forward(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    first_data = write_pairs(tmp_path / "one.jsonl", 8, seed=6)
+    second_data = write_pairs(tmp_path / "two.jsonl", 8, seed=7)
+    config = make_config(
+        tiny_llama,
+        tmp_path / "out",
+        [stage("one", first_data, max_steps=2), stage("two", second_data, max_steps=6)],
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        save_steps=2,
+        ref_cache_dir=str(tmp_path / "refcache"),
+    )
+
+    # Kill the run in stage two's 5th step, after its checkpoint-4.
+    steps = {"n": 0}
+    original = DPOTrainer.training_step
+
+    def dying_step(trainer: Any, *args: Any, **kwargs: Any) -> Any:
+        steps["n"] += 1
+        if steps["n"] == 2 + 5:
+            raise KeyboardInterrupt
+        return original(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(DPOTrainer, "training_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_dpo(config)
+    out = tmp_path / "out"
+    assert json.loads((out / "one" / "manifest.json").read_text())["status"] == "done"
+    assert json.loads((out / "two" / "manifest.json").read_text())["status"] == "running"
+    with pytest.raises(UserError, match="--resume"):
+        train_dpo(config)
+
+    monkeypatch.setattr(DPOTrainer, "training_step", original)
+    counter = ForwardCounter(monkeypatch)
+    result = train_dpo(config, resume=True)
+    assert [s["status"] for s in result["stages"]] == ["skipped", "trained"]
+    assert result["stages"][1]["ref_cache"] == {"train": "hit"}
+    assert counter.reference_batches == 0
+    assert counter.forwards == 2  # steps 5 and 6 only
+    two = json.loads((out / "two" / "manifest.json").read_text())
+    assert two["status"] == "done" and two["steps"] == 6 and two["resumed_from"].endswith("checkpoint-4")
+    assert (out / "model").resolve() == (out / "two" / "model").resolve()
+
+    counter.reset()
+    again = train_dpo(config, resume=True)
+    assert [s["status"] for s in again["stages"]] == ["skipped", "skipped"]
+    assert counter.forwards == 0
+
+
+def test_resume_refuses_a_stage_trained_with_other_settings(tiny_llama: Path, tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "p.jsonl", 4, seed=8)
+    settings = {"ref_cache_dir": str(tmp_path / "refcache")}
+    train_dpo(make_config(tiny_llama, tmp_path / "out", [stage("s", data, max_steps=1)], **settings))
+    changed = make_config(tiny_llama, tmp_path / "out", [stage("s", data, max_steps=1, beta=0.5)], **settings)
+    with pytest.raises(UserError, match="other settings"):
+        train_dpo(changed, resume=True)
+
+
+# --- bad configs and inputs: one-line UserErrors ---------------------------------------------------------------
+
+
+def _one_line(error: pytest.ExceptionInfo[UserError], *names: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message
+    for name in names:
+        assert name in message, message
+
+
+def test_bad_configs_are_one_line_user_errors(tmp_path: Path, tiny_llama: Path) -> None:
+    data = write_pairs(tmp_path / "p.jsonl", 4, seed=9)
+    good = {"model": str(tiny_llama), "out": str(tmp_path / "out"), "stages": [{"name": "s", "dataset": str(data)}]}
+    path = tmp_path / "dpo.yaml"
+
+    def load(settings: dict[str, Any]) -> DPORunConfig:
+        path.write_text(yaml.safe_dump(settings))
+        return load_dpo_config(path)
+
+    assert load(good).stages[0].beta == 0.1
+    with pytest.raises(UserError) as error:
+        load({**good, "learning_rat": 1e-5})
+    _one_line(error, "dpo.yaml", "learning_rat", "unknown key")
+    with pytest.raises(UserError) as error:
+        load({**good, "stages": [{"name": "s", "dataset": str(data), "betta": 0.2}]})
+    _one_line(error, "betta", "beta")
+    with pytest.raises(UserError) as error:
+        load({**good, "stages": []})
+    _one_line(error, "no stages")
+    with pytest.raises(UserError) as error:
+        load({k: v for k, v in good.items() if k != "stages"})
+    _one_line(error, "stages", "missing")
+    with pytest.raises(UserError) as error:
+        load({**good, "stages": [{"name": "s", "dataset": str(data)}, {"name": "s", "dataset": str(data)}]})
+    _one_line(error, "used twice")
+    with pytest.raises(UserError) as error:
+        load({**good, "stages": [{"name": "s", "dataset": str(data), "loss_type": "dpo"}]})
+    _one_line(error, "loss_type")
+    with pytest.raises(UserError) as error:
+        load_dpo_config(tmp_path / "absent.yaml")
+    _one_line(error, "absent.yaml")
+
+    missing = load({**good, "stages": [{"name": "s", "dataset": str(tmp_path / "nowhere")}]})
+    with pytest.raises(UserError) as error:
+        train_dpo(missing)
+    _one_line(error, "nowhere", "not found")
+    assert not (tmp_path / "out").exists(), "nothing is written before the inputs are checked"
+
+    empty_folder = tmp_path / "empty"
+    empty_folder.mkdir()
+    with pytest.raises(UserError) as error:
+        train_dpo(load({**good, "stages": [{"name": "s", "dataset": str(empty_folder)}]}))
+    _one_line(error, "train.jsonl")
+
+
+def test_a_malformed_pair_names_its_file_and_line(tmp_path: Path) -> None:
+    path = write_pairs(tmp_path / "p.jsonl", 2, seed=10)
+    with path.open("a") as f:
+        f.write(json.dumps({"prompt": "hi", "chosen": "same", "rejected": "same"}) + "\n")
+    with pytest.raises(UserError) as error:
+        read_pairs(path)
+    _one_line(error, "p.jsonl:3")
+    rows = read_pairs(write_pairs(tmp_path / "q.jsonl", 2, seed=11))
+    assert len(rows) == 2
+    assert rows[0]["prompt"][-1]["role"] == "user"
+    assert rows[0]["chosen"] == [{"role": "assistant", "content": CHOSEN}]
