@@ -146,3 +146,23 @@ def test_an_unknown_attack_style_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"jedi_mind_trick.*role_play"):
         build_prefs(cfg, tmp_path / "p", log=quiet)
     assert not (tmp_path / "p").exists()
+
+
+def test_aloe_data_prefs_prints_its_table_and_writes_the_dataset(tmp_path: Path) -> None:
+    from support import aloe
+
+    path = tmp_path / "pairs.jsonl"
+    rows = [
+        {"prompt": f"Question {i} about insulin storage?", "chosen": f"Helpful answer {i}.", "rejected": "I can't."}
+        for i in range(6)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "prefs.yaml"
+    config.write_text(
+        "decontamination: {benchmarks: [], safety: false}\n"
+        f"validation: 0\npairs: [{{format: preference, path: '{path}', name: mine}}]\n"
+    )
+    result = aloe("data", "prefs", str(config), "--out", str(tmp_path / "p"))
+    assert result.returncode == 0, result.stderr
+    assert "rows per source and stage" in result.stdout and "wrote" in result.stdout
+    assert len(lines(tmp_path / "p" / "train.jsonl")) == 6

@@ -107,7 +107,9 @@ def _print_stats(stats: dict[str, object]) -> None:
 
     sources = stats.get("sources") or {}
     assert isinstance(sources, dict)
-    stages = sorted({k for counts in sources.values() for k in counts}, key=_STAGE_ORDER.index)
+    # Known stages in pipeline order, any other count (a section's own) after them.
+    order = {stage: i for i, stage in enumerate(_STAGE_ORDER)}
+    stages = sorted({k for counts in sources.values() for k in counts}, key=lambda k: (order.get(k, len(order)), k))
     table = Table(title="rows per source and stage")
     table.add_column("source", no_wrap=True)
     for stage in stages:
@@ -136,6 +138,7 @@ _STAGE_ORDER = [
     "contaminated",
     "near duplicates",
     "available",
+    "asked",
     "pairs",
     "train",
     "validation",
