@@ -21,7 +21,19 @@ from aloekit.train import refcache
 from aloekit.train.dpo import DPORunConfig, load_dpo_config, read_pairs, train_dpo
 
 CHOSEN = "Please see a doctor today."
-WORDS = "banana rocket purple seven window quietly engine marble cloud hammer violin tundra".split()
+WORDS = ("banana", "rocket", "purple", "seven", "window", "quietly", "engine", "marble", "cloud", "hammer", "violin")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Any:
+    """The tiny model's matrices are too small to split: with the machine's cores shared with other processes,
+    torch's worker threads spend more time waiting for each other than computing (10-100x slower here)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def write_pairs(path: Path, n: int, seed: int) -> Path:
@@ -64,7 +76,14 @@ def make_config(model: Path, out: Path, stages: list[dict[str, Any]], **override
 
 
 def stage(name: str, dataset: Path, **overrides: Any) -> dict[str, Any]:
-    return {"name": name, "dataset": str(dataset), "learning_rate": 5e-3, "max_steps": 6, "max_length": 128, **overrides}
+    return {
+        "name": name,
+        "dataset": str(dataset),
+        "learning_rate": 5e-3,
+        "max_steps": 6,
+        "max_length": 128,
+        **overrides,
+    }
 
 
 class ForwardCounter:
@@ -114,6 +133,10 @@ def completion_logps(model_dir: Path, rows: list[dict[str, Any]], key: str) -> l
     return values
 
 
+def logged(metrics: Path) -> list[dict[str, Any]]:
+    return json.loads(metrics.read_text())["log_history"]
+
+
 def safetensors_bytes(folder: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(folder.glob("*.safetensors")))
 
@@ -144,6 +167,7 @@ def test_two_lora_stages_chain_the_reference_and_learn_the_preferences(tiny_llam
         assert (out / name / "model" / "config.json").is_file()
         assert list((out / name / "model").glob("*.safetensors"))
         assert not list((out / name / "model").glob("adapter_*")), "LoRA must be merged into a standalone model"
+        assert json.loads((out / name / "model" / "config.json").read_text())["use_cache"] is True
         assert list((out / name / "checkpoints").glob("checkpoint-*"))
         assert list((out / name / "runs").rglob("events.out.tfevents.*"))
     assert (out / "model").resolve() == (out / "redteam" / "model").resolve()
@@ -224,11 +248,9 @@ def test_a_repeated_stage_reads_the_cached_reference_and_runs_no_reference_forwa
     assert forwards_first == counter.forwards + 4
 
     # Same result, bit for bit.
-    assert safetensors_bytes(tmp_path / "a" / "prefs" / "model") == safetensors_bytes(tmp_path / "b" / "prefs" / "model")
-    losses = [
-        [e["loss"] for e in json.loads((tmp_path / run / "prefs" / "metrics.json").read_text())["log_history"] if "loss" in e]
-        for run in ("a", "b")
-    ]
+    a, b = tmp_path / "a" / "prefs", tmp_path / "b" / "prefs"
+    assert safetensors_bytes(a / "model") == safetensors_bytes(b / "model")
+    losses = [[e["loss"] for e in logged(run / "metrics.json") if "loss" in e] for run in (a, b)]
     assert losses[0] == losses[1] and len(losses[0]) == 3
 
 
@@ -280,7 +302,10 @@ def test_a_cache_file_for_other_tokens_is_not_used(tmp_path: Path) -> None:
     from datasets import Dataset
 
     rows = Dataset.from_list(
-        [{"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4]}, {"prompt_ids": [5], "chosen_ids": [6], "rejected_ids": [7, 8]}]
+        [
+            {"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4]},
+            {"prompt_ids": [5], "chosen_ids": [6], "rejected_ids": [7, 8]},
+        ]
     )
     cache = refcache.RefCache(tmp_path, {"train": "k"})
     calls = []
@@ -355,13 +380,37 @@ def test_resume_skips_done_stages_and_continues_the_current_one_without_a_refere
     assert counter.forwards == 0
 
 
-def test_resume_refuses_a_stage_trained_with_other_settings(tiny_llama: Path, tmp_path: Path) -> None:
+def test_resume_refuses_a_stage_trained_with_other_settings(
+    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = write_pairs(tmp_path / "p.jsonl", 4, seed=8)
     settings = {"ref_cache_dir": str(tmp_path / "refcache")}
     train_dpo(make_config(tiny_llama, tmp_path / "out", [stage("s", data, max_steps=1)], **settings))
+    assert capsys.readouterr().out == "", "a library call prints nothing on stdout"
     changed = make_config(tiny_llama, tmp_path / "out", [stage("s", data, max_steps=1, beta=0.5)], **settings)
     with pytest.raises(UserError, match="other settings"):
         train_dpo(changed, resume=True)
+
+
+def test_debug_tokens_shows_the_pairs_as_trl_tokenizes_them_and_trains_nothing(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    data = write_pairs(tmp_path / "p.jsonl", 4, seed=13)
+    config = make_config(tiny_llama, tmp_path / "out", [stage("s", data), stage("t", data, max_length=48)])
+    result = train_dpo(config, debug_tokens=2)
+    assert result["status"] == "debug" and not (tmp_path / "out").exists()
+    samples = result["samples"]
+    assert [s["id"] for s in samples[:2]] == ["s/p13-0 chosen", "s/p13-0 rejected"]
+    chosen = samples[0]
+    text = "".join(token for token, _ in chosen["tokens"])
+    scored = "".join(token for token, keep in chosen["tokens"] if keep)
+    assert text.endswith(CHOSEN + "<|im_end|>\n") or text.endswith(CHOSEN + "<|im_end|>")
+    assert scored.startswith(CHOSEN) and "user" not in scored  # only the reply is scored, end of turn included
+    assert "Question 13-0" in text[: len(text) - len(scored)]
+    assert chosen["trained"] == sum(keep for _, keep in chosen["tokens"])
+    # Stage t: the 43-token prompt and its replies cut at max_length=48 (TRL's keep_start truncation).
+    truncated = [s for s in samples if s["id"].startswith("t/")]
+    assert len(truncated) == 4 and all(s["length"] == 48 and s["trained"] == 5 for s in truncated)
 
 
 # --- bad configs and inputs: one-line UserErrors ---------------------------------------------------------------
@@ -430,3 +479,43 @@ def test_a_malformed_pair_names_its_file_and_line(tmp_path: Path) -> None:
     assert len(rows) == 2
     assert rows[0]["prompt"][-1]["role"] == "user"
     assert rows[0]["chosen"] == [{"role": "assistant", "content": CHOSEN}]
+
+
+# --- the embedded model -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_embedded_model_trains_a_lora_stage_into_a_standalone_model(smollm2_path: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    data = write_pairs(tmp_path / "p.jsonl", 4, seed=12)
+    config = make_config(
+        smollm2_path,
+        tmp_path / "out",
+        [stage("s", data, max_steps=2, learning_rate=1e-3, max_length=96)],
+        lora={"r": 4, "alpha": 8},
+        per_device_batch_size=2,
+        ref_cache_dir=str(tmp_path / "refcache"),
+    )
+    result = train_dpo(config)
+    assert result["stages"][0]["ref_cache"] == {"train": "computed"}
+
+    folder = Path(result["model"])
+    names = set()
+    for shard in folder.glob("*.safetensors"):
+        with safe_open(str(shard), framework="pt") as f:
+            names |= set(f.keys())
+    assert not any("lora" in n for n in names)
+    assert "lm_head.weight" not in names, "tied embeddings stay tied"
+    trained = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(smollm2_path, dtype=torch.float32)
+    q_proj = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(trained.state_dict()[q_proj], base.state_dict()[q_proj])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "I have a chest pain."}], add_generation_prompt=True, return_tensors="pt"
+    )
+    generated = trained.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from aloekit.cli_data import data_app
+from aloekit.cli_train import train_app
 from aloekit.errors import UserError
 from aloekit.models import DEFAULT_MODEL
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="Resolve, convert and inspect model references.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
 
 ModelOpt = Annotated[
     str,

@@ -3,13 +3,12 @@ library function that does the work and prints a summary table."""
 
 from __future__ import annotations
 
-import sys
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from aloekit.errors import UserError
 
 train_app = typer.Typer(
     help="Training: supervised fine-tuning (sft) and preference alignment (dpo), thin wrappers over TRL.",
@@ -22,7 +21,7 @@ Resume = Annotated[
 DebugTokens = Annotated[
     int | None,
     typer.Option(
-        "--debug-tokens", min=1, help="Print the first N samples' tokens, trained ones in [brackets], and exit."
+        "--debug-tokens", min=1, help="Print the first N samples' tokens (trained ones in square brackets) and exit."
     ),
 ]
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Override the config's max_steps.")]
@@ -38,11 +37,11 @@ def _print_tokens(samples: list[dict[str, Any]]) -> None:
     from rich.text import Text
 
     console = Console(highlight=False)
-    console.print("tokens in [brackets] (green) are trained; the others are context (label -100)")
+    console.print("tokens in [brackets] (green) are trained; the others are context (label -100)", markup=False)
     for sample in samples:
-        console.print(
-            Text(f"── {sample['id']}: {sample['length']} tokens, {sample['trained']} trained", style="bold")
-        )
+        length = sample.get("length", len(sample["tokens"]))
+        trained = sample.get("trained", sum(1 for _, keep in sample["tokens"] if keep))
+        console.print(Text(f"── {sample.get('id', '?')}: {length} tokens, {trained} trained", style="bold"))
         text = Text()
         for token, trained in sample["tokens"]:
             shown = token.replace("\n", "↵\n")
@@ -67,6 +66,7 @@ def _print_summary(metrics: dict[str, Any], title: str) -> None:
         "tokens_per_second",
         "train_seconds",
         "resumed_from",
+        "processes",
         "model",
         "out",
     ):
@@ -96,7 +96,8 @@ def sft(
     if metrics.get("status") == "debug":
         _print_tokens(metrics["samples"])
         return
-    _print_summary(metrics, "SFT finished")
+    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, the first process reports
+        _print_summary(metrics, "SFT finished")
 
 
 @train_app.command("dpo")
@@ -112,21 +113,14 @@ def dpo(
 
     cfg = load_yaml(config, DPORunConfig, what="DPO config")
     metrics = train_dpo(cfg, resume=resume, debug_tokens=debug_tokens, progress=not quiet)
-    if isinstance(metrics, dict) and metrics.get("status") != "debug":
+    if not isinstance(metrics, dict):
+        return
+    if metrics.get("status") == "debug":
+        samples = metrics.get("samples")
+        if isinstance(samples, list) and all(isinstance(s, dict) and "tokens" in s for s in samples):
+            _print_tokens(samples)
+        elif samples is not None:
+            typer.echo(json.dumps(samples, indent=2, ensure_ascii=False))
+        return
+    if int(os.environ.get("RANK", "0")) == 0:
         _print_summary(metrics, "DPO finished")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``train_app`` alone (``python -m aloekit.cli_train``) with the ``aloe`` CLI's error contract."""
-    try:
-        train_app(args=argv, standalone_mode=False)
-    except UserError as e:
-        typer.echo(f"error: {e.message}", err=True)
-        return UserError.exit_code
-    except typer.Exit as e:
-        return int(e.exit_code or 0)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,10 +33,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +49,7 @@ from aloekit.config import _Config, load_yaml
 from aloekit.errors import UserError
 from aloekit.train import refcache
 from aloekit.train.common import Logging, LoraSettings, check_versions, device_kind, precision_args
+from aloekit.train.export import base_model_id, export_model
 
 LossType = Literal[
     "sigmoid",
@@ -225,6 +224,10 @@ def _stage_pairs(stage: DPOStage) -> _Pairs:
 def read_pairs(path: Path) -> list[dict[str, Any]]:
     """Preference pairs of a JSONL file in TRL's conversational layout (prompt: messages; chosen and rejected: one
     assistant message each). A malformed line is a one-line UserError naming the file and line."""
+    return [row for _, row in _read_pairs(path)]
+
+
+def _read_pairs(path: Path) -> list[tuple[str, dict[str, Any]]]:
     from aloekit.data.schema import PreferencePair
 
     rows = []
@@ -240,13 +243,12 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
             if not isinstance(record, dict):
                 raise UserError(f"{where}: a pair is a JSON object with prompt, chosen and rejected")
             pair = PreferencePair.from_json(record, where)
-            rows.append(
-                {
-                    "prompt": list(pair.prompt),
-                    "chosen": [{"role": "assistant", "content": pair.chosen}],
-                    "rejected": [{"role": "assistant", "content": pair.rejected}],
-                }
-            )
+            row = {
+                "prompt": list(pair.prompt),
+                "chosen": [{"role": "assistant", "content": pair.chosen}],
+                "rejected": [{"role": "assistant", "content": pair.rejected}],
+            }
+            rows.append((pair.id, row))
     if not rows:
         raise UserError(f"{path} holds no preference pairs: rebuild the dataset")
     return rows
@@ -256,23 +258,27 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
 
 
 def train_dpo(
-    config: DPORunConfig, *, resume: bool = False, debug_tokens: int = 0, progress: bool = False
+    config: DPORunConfig, *, resume: bool = False, debug_tokens: int | None = None, progress: bool = False
 ) -> dict[str, Any]:
-    """Run every stage of ``config`` and return a summary (``out``, ``model``, per-stage results).
+    """Run every stage of ``config`` and return a summary (``out``, ``model``, ``steps``, per-stage results).
 
     Everything that can be checked before training is (versions, datasets, the model reference, the output
     folder). ``resume`` continues a run in ``config.out``: stages already done are skipped, the current one resumes
-    from its last checkpoint. ``debug_tokens`` > 0 prints that many tokens of each stage's first pair as TRL
-    tokenized it (prompt, chosen, rejected) to stderr. ``progress`` shows progress bars.
+    from its last checkpoint. ``debug_tokens`` = N trains nothing and writes nothing: it returns ``{"status":
+    "debug", "samples": ...}``, the first N pairs of each stage as TRL tokenizes them (see
+    :func:`debug_token_rows`). ``progress`` shows progress bars and stage messages on stderr.
     """
     versions = check_versions()
     out = config.out.expanduser().absolute()
     pairs = [_stage_pairs(stage) for stage in config.stages]
+    if debug_tokens:
+        return {"status": "debug", "samples": debug_token_rows(config, debug_tokens)}
+    _resolved_precision(config.precision)  # bf16/fp16 without a GPU: refused before anything is written
     _check_out(out, resume)
     start = models.resolve(config.model, allow_pickle=config.allow_pickle, trust_remote_code=config.trust_remote_code)
 
     out.mkdir(parents=True, exist_ok=True)
-    models.atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    _write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     run = _read_json(out / "manifest.json") if resume else None
     run = _run_manifest(config, start, versions, previous=run)
     _write_json(out / "manifest.json", run)
@@ -280,7 +286,7 @@ def train_dpo(
     policy = start
     results = []
     for index, (stage, stage_pairs) in enumerate(zip(config.stages, pairs, strict=True)):
-        result = _run_stage(config, stage, stage_pairs, policy, out, resume, debug_tokens, progress)
+        result = _run_stage(config, stage, stage_pairs, policy, out, resume, progress)
         run["stages"][index] = result["manifest"]
         _write_json(out / "manifest.json", run)
         results.append({k: v for k, v in result.items() if k != "manifest"})
@@ -291,7 +297,15 @@ def train_dpo(
     run["final_model"] = str(final)
     run["finished"] = _now()
     _write_json(out / "manifest.json", run)
-    return {"out": str(out), "model": str(final), "manifest": str(out / "manifest.json"), "stages": results}
+    return {
+        "status": "done",
+        "out": str(out),
+        "model": str(final),
+        "manifest": str(out / "manifest.json"),
+        "steps": sum(r.get("steps", 0) for r in results if r["status"] == "trained"),
+        "train_seconds": round(sum(r.get("seconds", 0.0) for r in results if r["status"] == "trained"), 2),
+        "stages": results,
+    }
 
 
 def _check_out(out: Path, resume: bool) -> None:
@@ -350,7 +364,6 @@ def _run_stage(
     policy: models.ResolvedModel,
     out: Path,
     resume: bool,
-    debug_tokens: int,
     progress: bool,
 ) -> dict[str, Any]:
     from transformers.trainer_utils import get_last_checkpoint
@@ -393,28 +406,24 @@ def _run_stage(
     trainer, cache, tokenizer, timer = _build_trainer(
         config, stage, pairs, policy, policy_fingerprint, stage_dir, progress
     )
-    if debug_tokens > 0:
-        _show_tokens(stage.name, trainer.train_dataset[0], tokenizer, debug_tokens)
     _say(progress, f"stage {stage.name}: training" + (f" from {Path(checkpoint).name}" if checkpoint else ""))
     with _quiet(progress):
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         eval_metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
 
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if config.lora is not None:
-        model = model.merge_and_unload()
-    card = {
-        "method": "dpo",
-        "stage": stage.name,
-        "base_model": config.model,
-        "reference": "the model this stage started from",
-        "beta": stage.beta,
-        "loss_type": list(stage.loss_type),
-        "lora": config.lora.model_dump(mode="json") if config.lora else None,
-    }
-    model_dir = _export_model(model, tokenizer, stage_dir / "model", card=card)
-
     metrics = _metrics(trainer.state.log_history, train_result.metrics, eval_metrics, timer)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    # Trainer sets config.use_cache = TrainingArguments.use_cache (False) for training; the saved model should
+    # generate with its KV cache.
+    model.config.use_cache = True
+    model_dir = export_model(
+        model,  # LoRA adapters are merged in by export_model
+        tokenizer,
+        stage_dir / "model",
+        base_path=policy.path,
+        card=_model_card(config, stage, pairs, metrics),
+    )
+
     _write_json(stage_dir / "metrics.json", metrics)
     manifest.update(
         status="done",
@@ -430,11 +439,13 @@ def _run_stage(
     )
     _write_json(manifest_path, manifest)
     del trainer, model
+    _free_memory()
     return {
         "name": stage.name,
         "status": "trained",
         "model": str(model_dir),
         "steps": manifest["steps"],
+        "seconds": manifest["seconds"],
         "ref_cache": dict(cache.outcome),
         "step_seconds": metrics["step_seconds"],
         "last": metrics["last"],
@@ -454,17 +465,12 @@ def _build_trainer(
 ) -> tuple[Any, refcache.RefCache, Any, _StepTimer]:
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(policy.path, trust_remote_code=config.trust_remote_code)
-    if not tokenizer.chat_template:
-        raise UserError(
-            f"model {policy.path} has no chat template: DPO renders each pair in the model's chat format; "
-            "start from an instruct or SFT model"
-        )
+    tokenizer = _tokenizer(policy, config)
     precision = _resolved_precision(config.precision)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(policy.path, dtype=dtype, trust_remote_code=config.trust_remote_code)
@@ -592,8 +598,8 @@ def _trainer_class() -> Any:
 
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
             def compute() -> Any:
-                # The pass iterates a DataLoader, which draws from the global RNG: fork it so that the training
-                # shuffle is the same whether the values were computed now or read from the cache.
+                # Whatever the pass draws from the global RNG (DataLoader seeds) is given back, so training
+                # sees the same random state whether the values were computed now or read from the cache.
                 devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
                 with torch.random.fork_rng(devices=devices):
                     return super(AloeDPOTrainer, self)._precompute_ref_logps(dataset, name, batch_size)
@@ -705,24 +711,90 @@ def _metrics(
     }
 
 
-def _export_model(model: Any, tokenizer: Any, out_dir: Path, *, card: dict[str, Any]) -> Path:
-    """Save a standalone model folder (safetensors, tokenizer, generation config, README card) atomically."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        lines = [f"# {card.get('stage', out_dir.name)}", "", "Trained with `aloe train dpo` (aloekit).", ""]
-        lines += [f"- {key}: {json.dumps(value)}" for key, value in card.items()]
-        (tmp / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        models.make_readable(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+def _model_card(config: DPORunConfig, stage: DPOStage, pairs: _Pairs, metrics: dict[str, Any]) -> str:
+    """README.md of a stage's model: Hub metadata, what was trained and how, the final reward metrics."""
+    meta = {
+        "base_model": base_model_id(config.model),
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["medical", "aloekit", "trl", "dpo", *(["lora"] if config.lora else [])],
+    }
+    index = config.stages.index(stage)
+    start = f"`{config.model}`" if index == 0 else f"the model of stage `{config.stages[index - 1].name}`"
+    settings = {
+        "beta": stage.beta,
+        "loss_type": ", ".join(stage.loss_type),
+        "learning_rate": stage.learning_rate,
+        "max_length": stage.max_length,
+        "lora": "r={r}, alpha={alpha}".format(**config.lora.model_dump()) if config.lora else "no (full fine-tuning)",
+        "pairs": pairs.train.name,
+    }
+    results = {**(metrics["last"] or {}), **metrics["eval"]}
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items())
+    setting_rows = "\n".join(f"| {k} | {v} |" for k, v in settings.items())
+    return (
+        f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n# {stage.name}\n\n"
+        f"Stage {index + 1} of {len(config.stages)} of aloekit's DPO alignment (the Aloe recipe): trained from "
+        f"{start}, which was also its frozen reference"
+        f"{', with LoRA adapters merged into the weights' if config.lora else ''}.\n\n"
+        f"## Training\n\n| setting | value |\n|---|---|\n{setting_rows}\n\n"
+        f"## Last logged step and validation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
+        "## Limitations\n\nA research model: it is not a medical device and must not be used for diagnosis or "
+        "treatment decisions without a qualified professional.\n"
+    )
+
+
+def debug_token_rows(config: DPORunConfig, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` pairs of each stage exactly as TRL's DPOTrainer tokenizes and truncates them, as rows of
+    ``[(token text, scored), ...]``: one row for prompt + chosen and one for prompt + rejected; the reply tokens,
+    whose log-probabilities DPO compares, are flagged. Pairs TRL would drop (prompt filling max_length) are
+    left out. No model is loaded and nothing is written."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    start = models.resolve(config.model, allow_pickle=config.allow_pickle, trust_remote_code=config.trust_remote_code)
+    tokenizer = _tokenizer(start, config)
+    rows: list[dict[str, Any]] = []
+    for stage in config.stages:
+        records = _read_pairs(_stage_pairs(stage).train)[:n]
+        dataset = Dataset.from_list([{**row, "id": pair_id} for pair_id, row in records])
+        settings = SimpleNamespace(dataset_num_proc=None, max_length=stage.max_length, truncation_mode="keep_start")
+        with _quiet(False):
+            # TRL's own preprocessing (chat template, prompt/completion split, filtering), run without a trainer.
+            tokenized = DPOTrainer._prepare_dataset(
+                SimpleNamespace(_tokenizer=tokenizer), dataset, tokenizer, settings, "train"
+            )
+        for example in tokenized:
+            for reply in ("chosen", "rejected"):
+                ids = [*example["prompt_ids"], *example[f"{reply}_ids"]][: stage.max_length]
+                flags = [False] * len(example["prompt_ids"]) + [True] * len(example[f"{reply}_ids"])
+                tokens = [
+                    (tokenizer.decode([t], skip_special_tokens=False), keep)
+                    for t, keep in zip(ids, flags[: len(ids)], strict=True)
+                ]
+                rows.append(
+                    {
+                        "id": f"{stage.name}/{example['id']} {reply}",
+                        "tokens": tokens,
+                        "trained": sum(flags[: len(ids)]),
+                        "length": len(ids),
+                    }
+                )
+    return rows
+
+
+def _tokenizer(model: models.ResolvedModel, config: DPORunConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=config.trust_remote_code)
+    if not tokenizer.chat_template:
+        raise UserError(
+            f"model {model.path} has no chat template: DPO renders each pair in the model's chat format; "
+            "start from an instruct or SFT model"
+        )
+    return tokenizer
 
 
 def _link_final(out: Path, final: Path) -> None:
@@ -736,15 +808,15 @@ def _link_final(out: Path, final: Path) -> None:
         link.symlink_to(os.path.relpath(final, out), target_is_directory=True)
 
 
-def _show_tokens(stage: str, row: dict[str, Any], tokenizer: Any, limit: int) -> None:
-    for part in ("prompt_ids", "chosen_ids", "rejected_ids"):
-        ids = list(row[part])
-        shown = ids[-limit:] if part == "prompt_ids" else ids[:limit]
-        more = len(ids) - len(shown)
-        where = (f"[... {more} tokens] " if part == "prompt_ids" else "") if more else ""
-        tail = f" [... {more} tokens]" if more and part != "prompt_ids" else ""
-        text = " ".join(repr(t) for t in tokenizer.convert_ids_to_tokens(shown))
-        print(f"{stage} {part.removesuffix('_ids')} ({len(ids)} tokens): {where}{text}{tail}", file=sys.stderr)
+def _free_memory() -> None:
+    """Let the next stage load its policy into the memory this stage's trainer held."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _say(progress: bool, message: str) -> None:
@@ -765,7 +837,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    models.atomic_write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+    _write_text(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
-__all__ = ["DPORunConfig", "DPOStage", "LossType", "load_dpo_config", "read_pairs", "train_dpo"]
+def _write_text(path: Path, text: str) -> None:
+    models.atomic_write_text(path, text)
+    path.chmod(0o644)  # atomic_write_text's temporary file is private (0600); records are for everyone
+
+
+__all__ = ["DPORunConfig", "DPOStage", "LossType", "debug_token_rows", "load_dpo_config", "read_pairs", "train_dpo"]

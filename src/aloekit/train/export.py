@@ -39,9 +39,21 @@ def merged_model(model: Any) -> Any:
 
 def base_model_id(reference: str) -> str:
     """The base model's name as the Hub knows it: an alias's Hub id, a Hub id as given, else the folder's name."""
+    from aloekit.models import ALIASES
+
     if reference in HUB_IDS:
         return HUB_IDS[reference]
     path = Path(reference)
+    if path.is_dir() and (path / "aloe_source.json").is_file():  # a GGUF converted by aloekit: name the GGUF
+        try:
+            gguf = Path(json.loads((path / "aloe_source.json").read_text())["gguf"]).name
+        except (OSError, ValueError, KeyError):
+            gguf = ""
+        alias = next((name for name, a in ALIASES.items() if a.filename == gguf), None)
+        if alias in HUB_IDS:
+            return HUB_IDS[alias]
+        if gguf:
+            return gguf
     if path.exists():
         return path.resolve().name
     return reference.partition("@")[0]
