@@ -146,3 +146,12 @@ class ScriptedEngine:
 
     def close(self) -> None:
         pass
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, so two launches on one machine never fight over accelerate's default."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -27,7 +27,7 @@ from aloekit.train.sft import (
     discard_incomplete_checkpoints,
     train_sft,
 )
-from support import MEDICAL_PROMPTS, WORDS, aloe, assert_one_line_error
+from support import MEDICAL_PROMPTS, WORDS, aloe, assert_one_line_error, free_port
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -363,7 +363,15 @@ def test_data_parallel_on_cpu_with_the_shipped_accelerate_config(tmp_path: Path,
     )
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "ddp_cpu.yaml"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipe)]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(recipe),
+        "--main_process_port",
+        str(free_port()),
+    ]
     result = subprocess.run(
         [*launcher, "-m", "aloekit.cli", "train", "sft", str(config), "--quiet"],
         env=env,

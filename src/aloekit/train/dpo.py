@@ -308,7 +308,15 @@ def train_dpo(
     }
 
 
+def _is_main() -> bool:
+    """The first process of a distributed run (accelerate / torchrun set RANK), or the only one. Only it checks
+    and writes the run's files; the others train and wait for it at the end of each stage."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _check_out(out: Path, resume: bool) -> None:
+    if not _is_main():
+        return  # the first process has checked (and is about to write into) the folder
     if out.exists() and not out.is_dir():
         raise UserError(f"out {out} is a file: name a folder")
     if not resume and out.is_dir() and any(out.iterdir()):
@@ -416,13 +424,17 @@ def _run_stage(
     # Trainer sets config.use_cache = TrainingArguments.use_cache (False) for training; the saved model should
     # generate with its KV cache.
     model.config.use_cache = True
-    model_dir = export_model(
-        model,  # LoRA adapters are merged in by export_model
-        tokenizer,
-        stage_dir / "model",
-        base_path=policy.path,
-        card=_model_card(config, stage, pairs, metrics),
-    )
+    model_dir = stage_dir / "model"
+    if _is_main():
+        export_model(
+            model,  # LoRA adapters are merged in by export_model
+            tokenizer,
+            model_dir,
+            base_path=policy.path,
+            card=_model_card(config, stage, pairs, metrics),
+        )
+    # Every process continues from this stage's model: the others wait until the first has written it.
+    trainer.accelerator.wait_for_everyone()
 
     _write_json(stage_dir / "metrics.json", metrics)
     manifest.update(
@@ -799,6 +811,8 @@ def _tokenizer(model: models.ResolvedModel, config: DPORunConfig) -> Any:
 
 def _link_final(out: Path, final: Path) -> None:
     """OUT/model -> <last stage>/model (a relative link, so the folder can be moved)."""
+    if not _is_main():
+        return
     link = out / "model"
     if link.is_symlink() or link.is_file():
         link.unlink()
@@ -841,6 +855,8 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
+    if not _is_main():
+        return  # one writer per file in a distributed run
     models.atomic_write_text(path, text)
     path.chmod(0o644)  # atomic_write_text's temporary file is private (0600); records are for everyone
 
