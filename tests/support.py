@@ -148,6 +148,17 @@ class ScriptedEngine:
         pass
 
 
+def accelerate_cpu(*aloe_args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``accelerate launch`` with the shipped 2-process CPU config (gloo) running ``aloe ARGS``."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "ddp_cpu.yaml"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipe)]
+    launcher += ["--main_process_port", str(free_port())]
+    return subprocess.run(
+        [*launcher, "-m", "aloekit.cli", *aloe_args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now, so two launches on one machine never fight over accelerate's default."""
     import socket

@@ -19,7 +19,7 @@ from aloekit import models
 from aloekit.errors import UserError
 from aloekit.train import refcache
 from aloekit.train.dpo import DPORunConfig, load_dpo_config, read_pairs, train_dpo
-from support import free_port
+from support import accelerate_cpu
 
 CHOSEN = "Please see a doctor today."
 WORDS = ("banana", "rocket", "purple", "seven", "window", "quietly", "engine", "marble", "cloud", "hammer", "violin")
@@ -524,31 +524,10 @@ def test_the_embedded_model_trains_a_lora_stage_into_a_standalone_model(smollm2_
 
 def test_two_processes_under_accelerate_launch_on_cpu(tiny_llama: Path, tmp_path: Path) -> None:
     """recipes/accelerate/ddp_cpu.yaml starts 2 processes (gloo): both train the stage, the first writes it."""
-    import os
-    import subprocess
-    import sys
-
     config = make_config(tiny_llama, tmp_path / "out", [stage("s1", pairs_folder(tmp_path / "p1", 0), max_steps=2)])
     path = tmp_path / "dpo.yaml"
     path.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "ddp_cpu.yaml"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(recipe),
-        "--main_process_port",
-        str(free_port()),
-    ]
-    result = subprocess.run(
-        [*launcher, "-m", "aloekit.cli", "train", "dpo", str(path), "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = accelerate_cpu("train", "dpo", str(path), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("s1", "done")]

@@ -27,7 +27,7 @@ from aloekit.train.sft import (
     discard_incomplete_checkpoints,
     train_sft,
 )
-from support import MEDICAL_PROMPTS, WORDS, aloe, assert_one_line_error, free_port
+from support import MEDICAL_PROMPTS, WORDS, accelerate_cpu, aloe, assert_one_line_error
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -361,24 +361,7 @@ def test_data_parallel_on_cpu_with_the_shipped_accelerate_config(tmp_path: Path,
         tmp_path / "sft.yaml",
         tiny_config(tiny_llama, write_dataset(tmp_path / "data"), tmp_path / "out", max_steps=4, eval_steps=4),
     )
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "accelerate" / "ddp_cpu.yaml"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(recipe),
-        "--main_process_port",
-        str(free_port()),
-    ]
-    result = subprocess.run(
-        [*launcher, "-m", "aloekit.cli", "train", "sft", str(config), "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = accelerate_cpu("train", "sft", str(config), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 4
