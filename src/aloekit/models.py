@@ -237,6 +237,18 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def replace_folder(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` at ``target`` (a sibling), replacing whatever is there. The old folder is
+    moved aside first, so a crash between the two renames leaves a complete folder, never a half-written one."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
+    os.replace(target, aside / "previous")
+    os.replace(tmp, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary sibling and a rename: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)

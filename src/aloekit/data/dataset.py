@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from aloekit.errors import UserError
+from aloekit.models import replace_folder
 
 SPLITS = ("train", "validation")
 
@@ -55,15 +56,7 @@ def publish(out: Path, files: Mapping[str, str | Iterable[Mapping[str, Any]]], *
                 f.flush()
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o755)
-        if out.exists():
-            # Swap: move the old folder aside first, so a crash between the two renames still leaves one dataset.
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
@@ -130,14 +123,7 @@ def length_stats(values: Sequence[int]) -> dict[str, float]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of one split file; a line that is not JSON is a one-line error naming the line."""
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError as e:
-                raise UserError(f"{path}:{number}: not valid JSON ({e}); rebuild the dataset") from e
-    return records
+    """The records of one split file; a line that is not a JSON object is a one-line error naming the line."""
+    from aloekit.data.sources.mcqa import read_jsonl
+
+    return [row for _, row in read_jsonl(path)]

@@ -408,14 +408,6 @@ def _remove_stale(out: Path) -> None:
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:  # something appeared there while we merged
-            raise UserError(f"output folder {out} was filled during the merge: choose another folder")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
-        os.replace(out, old / "previous")
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    if out.is_dir():
-        out.rmdir()
-    os.replace(tmp, out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:  # something appeared there while we merged
+        raise UserError(f"output folder {out} was filled during the merge: choose another folder")
+    models.replace_folder(tmp, out)

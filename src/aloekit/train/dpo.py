@@ -229,26 +229,12 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
 
 def _read_pairs(path: Path) -> list[tuple[str, dict[str, Any]]]:
     from aloekit.data.schema import PreferencePair
+    from aloekit.data.sources.mcqa import read_jsonl
 
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except ValueError as e:
-                raise UserError(f"{where}: not valid JSON ({e}): fix or remove the line") from e
-            if not isinstance(record, dict):
-                raise UserError(f"{where}: a pair is a JSON object with prompt, chosen and rejected")
-            pair = PreferencePair.from_json(record, where)
-            row = {
-                "prompt": list(pair.prompt),
-                "chosen": [{"role": "assistant", "content": pair.chosen}],
-                "rejected": [{"role": "assistant", "content": pair.rejected}],
-            }
-            rows.append((pair.id, row))
+    for where, record in read_jsonl(path):
+        pair = PreferencePair.from_json(record, where).to_json()
+        rows.append((pair["id"], {key: pair[key] for key in ("prompt", "chosen", "rejected")}))
     if not rows:
         raise UserError(f"{path} holds no preference pairs: rebuild the dataset")
     return rows

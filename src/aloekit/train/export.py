@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from aloekit.models import PICKLE_SUFFIXES, make_readable
+from aloekit.models import PICKLE_SUFFIXES, make_readable, replace_folder
 
 # Hub ids of the models aloekit ships under an alias, so a model card can name its base model on the Hub.
 HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -162,14 +161,7 @@ def export_model(
             raise RuntimeError(f"export wrote pickle files {pickles}")
         _check_loadable(tmp)
         make_readable(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_folder(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
