@@ -72,14 +72,18 @@ def load_yaml(path: Path, cls: type[C], *, what: str) -> C:
     return parse_yaml(read_config_text(path, what), cls, source=str(path), what=what)
 
 
-def parse_yaml(text: str, cls: type[C], *, source: str, what: str) -> C:
+def read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The parsed YAML and its node tree (for line numbers), or one UserError naming the line of a syntax error."""
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        return yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{source}{line}: invalid YAML ({getattr(e, 'problem', None) or e}): fix the syntax") from e
+
+
+def parse_yaml(text: str, cls: type[C], *, source: str, what: str) -> C:
+    data, root = read_yaml(text, source)
     if not isinstance(data, dict):
         raise UserError(f"{source}: a {what} is a mapping of keys ({', '.join(cls.model_fields)}), not {data!r:.40}")
     try:

@@ -44,7 +44,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 
-from aloekit.config import node_line, read_config_text
+from aloekit.config import node_line, read_config_text, read_yaml
 from aloekit.errors import UserError
 
 # --- dtypes --------------------------------------------------------------------------------------------------
@@ -487,14 +487,7 @@ def _clean_message(message: str) -> str:
 def parse_merge_config(text: str, *, source: str | Path = "<config>") -> MergeConfig:
     """Parse mergekit YAML text; UserError (naming ``source`` and the line) if it is not a valid config."""
     where = str(source)
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise UserError(f"{where}{line}: invalid YAML ({problem}): fix the syntax") from e
+    data, root = read_yaml(text, where)
     if data is None:
         raise UserError(f"{where} is empty: write a mergekit config (merge_method, models, ...)")
     if not isinstance(data, dict):
