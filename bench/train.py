@@ -9,7 +9,8 @@ SFT: tokens trained per second (non-padding input tokens, the first step left ou
 DPO: median seconds per optimizer step (the first left out), LoRA r=16, batch 2, max_length 256.
     anchor: TRL's DPOTrainer with a live reference (ref_model=None + LoRA: an adapter-disabled forward each
             step) and its defaults (gradient checkpointing on), bf16 off;
-    ours:   `aloe train dpo` with the reference log-probs already in its on-disk cache (filled once, not timed).
+    ours:   `aloe train dpo` with the reference log-probs already in its on-disk cache (filled once, not timed),
+            no gradient checkpointing on CPU, and the LM head run on completion positions only.
 Runs alternate (anchor, ours, anchor, ours) so drift in machine load hits both.
 
     make bench-train    # or: HF_HUB_OFFLINE=1 .venv/bin/python bench/train.py --data-dir ../shared/data
@@ -282,7 +283,8 @@ def main() -> None:
             "2), bf16 off. Ours: answer-only masks, padding-free packing into rows of up to 512 tokens (batch 1, "
             "accumulation 2), no gradient checkpointing on CPU. DPO anchor: DPOTrainer with a live reference "
             "(adapter-disabled forward each step) and its defaults; ours reads the reference log-probs from the "
-            "on-disk cache, so no reference forward runs.",
+            "on-disk cache, so no reference forward runs, and its LM head scores only completion positions (TRL does "
+            "that only on CUDA).",
             "",
             f"Per run: SFT TRL {[r['tokens_per_s'] for r in sft['trl']]}, aloekit "
             f"{[r['tokens_per_s'] for r in sft['ours']]} tokens/s; DPO TRL {[round(s, 2) for s in dpo['trl']]}, "

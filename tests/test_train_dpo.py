@@ -255,6 +255,48 @@ def test_a_repeated_stage_reads_the_cached_reference_and_runs_no_reference_forwa
     assert losses[0] == losses[1] and len(losses[0]) == 3
 
 
+def test_on_cpu_only_completion_positions_go_through_the_lm_head_with_the_same_log_probs(
+    tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils
+    from trl.trainer.utils import add_fused_lm_head
+
+    from aloekit.train.dpo import _score_completions_only
+
+    rows: list[int] = []
+    kernel = utils._ChunkedLogProbFunction
+
+    class Recording:
+        @staticmethod
+        def apply(hidden: Any, *args: Any) -> Any:
+            rows.append(hidden.shape[0])
+            return kernel.apply(hidden, *args)
+
+    monkeypatch.setattr(utils, "_ChunkedLogProbFunction", Recording)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    add_fused_lm_head(model)
+    ids = torch.randint(0, 1000, (4, 30), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :18] = -100  # prompts: 18 tokens; completions: 12 (11 scored after the shift)
+    labels[3, 25:] = -100  # a shorter, padded completion
+
+    def log_probs() -> Any:
+        with torch.no_grad():
+            return model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+
+    everything = log_probs()
+    with _score_completions_only():
+        compact = log_probs()
+    completions = int((labels[:, 1:] != -100).sum())
+    assert rows == [4 * 29, completions]
+    scored = labels[:, 1:] != -100
+    assert torch.allclose(compact[scored], everything[scored], atol=1e-5)
+    assert not compact[~scored].any()
+    assert utils._use_triton(torch.device("cpu")) is False  # the switch is put back
+
+
 def test_cache_key_changes_with_the_dataset_the_model_and_the_tokenization() -> None:
     base = {
         "dataset_sha256": "a" * 64,
