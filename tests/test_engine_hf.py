@@ -224,3 +224,41 @@ def test_a_prefix_shared_by_every_question_in_a_batch_is_run_once_and_changes_no
 def test_models_with_sliding_window_layers_do_not_share_prefixes(tiny_models):
     assert HFEngine.from_reference(str(tiny_models["gemma"])).prefix_sharing is False
     assert HFEngine.from_reference(str(tiny_models["llama"])).prefix_sharing is True
+
+
+def input_widths(engine: HFEngine) -> list[tuple[int, int]]:
+    """(rows, tokens) of every forward's input ids."""
+    shapes: list[tuple[int, int]] = []
+
+    def hook(module, args, kwargs, out):  # type: ignore[no-untyped-def]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        shapes.append(tuple(ids.shape))
+
+    engine.model.register_forward_hook(hook, with_kwargs=True)
+    return shapes
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_ensembles_runs_share_their_prefix_once_and_generate_what_each_prompt_alone_would(tiny_models, family):
+    # Medprompt asks each question several times with the options reordered, after the same few-shot examples.
+    def prompt(q: int, run: int) -> str:
+        shots = " ".join(random.Random(q).choices(WORDS, k=50))
+        options = ["heart", "lung", "kidney", "liver"]
+        options = options[run:] + options[:run]
+        return f"{shots}\nQuestion {q}: which organ?\n" + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
+
+    requests = [GenerationRequest(prompt=prompt(q, run), max_tokens=6) for q in range(3) for run in range(4)]
+    requests.append(GenerationRequest(prompt="A lone question about the spleen?", max_tokens=6))
+    alone = HFEngine.from_reference(str(tiny_models[family]), batch_size=1).generate(requests)
+    engine = HFEngine.from_reference(str(tiny_models[family]), batch_size=8)
+    shapes = input_widths(engine)
+    together = engine.generate(requests)
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert [g.completion_tokens for g in together] == [g.completion_tokens for g in alone]
+    if engine.prefix_sharing:
+        # Per batch: one pass over the distinct prefixes, then generation starts on the short suffixes only.
+        longest = max(len(engine.prompt_ids(r)) for r in requests)
+        prefix_passes = [s for s in shapes if s[0] <= 3 and s[1] > 20]
+        assert prefix_passes and all(rows in (1, 2, 3) for rows, _ in prefix_passes)
+        first_steps = [s for s in shapes if s[0] > 3 and s[1] > 1]
+        assert first_steps and all(width < longest // 2 for _, width in first_steps)

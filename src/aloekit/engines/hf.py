@@ -296,32 +296,53 @@ class HFEngine:
         results: list[Generation | None] = [None] * len(requests)
         with torch.inference_mode(), progress_bar(progress, len(requests), "generate") as advance:
             for (max_tokens, temperature, top_p, n, stop, seed), members in by_settings.items():
-                members.sort(key=lambda i: -len(encoded[i]))
-                for chunk_no, start in enumerate(range(0, len(members), self.batch_size)):
-                    chunk = members[start : start + self.batch_size]
+                if self.prefix_sharing and n == 1 and max_tokens > 0:
+                    batches = _prefix_batches(members, encoded, self.batch_size)
+                else:
+                    members.sort(key=lambda i: -len(encoded[i]))
+                    size = self.batch_size
+                    batches = [[[i] for i in members[s : s + size]] for s in range(0, len(members), size)]
+                for chunk_no, batch in enumerate(batches):
                     if seed is not None:
                         # Seeded per chunk: the same requests in the same order always sample the same tokens.
                         torch.manual_seed(seed * 1_000_003 + chunk_no)
-                    outs = self._generate_chunk([encoded[i] for i in chunk], max_tokens, temperature, top_p, n, stop)
+                    chunk = [i for cluster in batch for i in cluster]
+                    clusters = [[encoded[i] for i in cluster] for cluster in batch]
+                    outs = self._generate_chunk(clusters, max_tokens, temperature, top_p, n, stop)
                     for i, gen in zip(chunk, outs, strict=True):
                         results[i] = gen
                     advance(len(chunk))
         return [r for r in results if r is not None]
 
     def _generate_chunk(
-        self, prompts: list[list[int]], max_tokens: int, temperature: float, top_p: float, n: int, stop: tuple[str, ...]
+        self,
+        clusters: list[list[list[int]]],
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        n: int,
+        stop: tuple[str, ...],
     ) -> list[Generation]:
+        """Generate for the prompts of ``clusters`` (flattened, in order). Prompts in one cluster share a prefix;
+        when some cluster has several prompts, each cluster's prefix is run once and its keys/values copied to
+        its rows (an ensemble's runs repeat the same few-shot examples before differently ordered options)."""
         import torch
         from transformers import GenerationConfig
 
+        prompts = [p for cluster in clusters for p in cluster]
         if max_tokens == 0:
             return [Generation([""] * n, ["length"] * n, len(p), [0] * n) for p in prompts]
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, p in enumerate(prompts):
-            ids[row, width - len(p) :] = torch.tensor(p)
-            mask[row, width - len(p) :] = 1
+        cache = None
+        if any(len(cluster) > 1 for cluster in clusters):
+            ids, mask, cache = self._shared_prefixes(clusters)
+        else:
+            width = max(len(p) for p in prompts)
+            ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, p in enumerate(prompts):
+                ids[row, width - len(p) :] = torch.tensor(p)
+                mask[row, width - len(p) :] = 1
+        width = ids.shape[1]
         sampled = temperature > 0
         # A fresh config: the model's own generation_config may turn sampling on (or set top_k) behind our back.
         config = GenerationConfig(
@@ -340,6 +361,7 @@ class HFEngine:
             attention_mask=mask.to(self.device),
             generation_config=config,
             tokenizer=self.tokenizer if stop else None,
+            **({"cache": cache} if cache is not None else {}),
         )
         new = out[:, width:].tolist()
         eos = set(self.eos_ids)
@@ -357,6 +379,46 @@ class HFEngine:
                 counts.append(len(tokens) + (1 if cut is not None else 0))
             gens.append(Generation(texts, reasons, len(p), counts))  # type: ignore[arg-type]
         return gens
+
+    def _shared_prefixes(self, clusters: list[list[list[int]]]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Input ids, attention mask and a filled cache for prompts laid out ``[pad | prefix | pad | suffix]``.
+
+        One forward runs every cluster's prefix (left-padded to the longest); its keys/values are copied to each
+        row of the cluster. generate() then runs only the suffix block: positions come from the attention mask,
+        so the padding between prefix and suffix shifts nothing (checked against the plain path in the tests)."""
+        import torch
+
+        dev = self.device
+        # Each prompt keeps at least one token of its own: generation starts from the last prompt token's logits.
+        shared = [_common_prefix(cluster) if len(cluster) > 1 else len(cluster[0]) - 1 for cluster in clusters]
+        prefix_width = max(shared)
+        prefix = torch.full((len(clusters), prefix_width), self.pad_id, dtype=torch.long)
+        prefix_mask = torch.zeros_like(prefix)
+        for c, (cluster, k) in enumerate(zip(clusters, shared, strict=True)):
+            if k:
+                prefix[c, prefix_width - k :] = torch.tensor(cluster[0][:k])
+                prefix_mask[c, prefix_width - k :] = 1
+        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=prefix.to(dev),
+            attention_mask=prefix_mask.to(dev),
+            position_ids=positions.to(dev),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        owner = torch.tensor([c for c, cluster in enumerate(clusters) for _ in cluster], dtype=torch.long)
+        cache = out.cache  # transformers 5 renamed past_key_values to cache
+        cache.reorder_cache(owner.to(dev))  # one copy of its cluster's prefix per row
+        suffixes = [p[k:] for cluster, k in zip(clusters, shared, strict=True) for p in cluster]
+        width = max(len(x) for x in suffixes)
+        suffix = torch.full((len(suffixes), width), self.pad_id, dtype=torch.long)
+        suffix_mask = torch.zeros_like(suffix)
+        for row, x in enumerate(suffixes):
+            suffix[row, width - len(x) :] = torch.tensor(x)
+            suffix_mask[row, width - len(x) :] = 1
+        ids = torch.cat([prefix[owner], suffix], dim=1)
+        mask = torch.cat([prefix_mask[owner], suffix_mask], dim=1)
+        return ids, mask, cache
 
     def close(self) -> None:
         """Nothing to release beyond memory, which Python frees with the engine."""
@@ -411,6 +473,49 @@ def _shared_prefix(contexts: list[list[int]]) -> int:
             k += 1
         n = k
     return n if n >= _MIN_SHARED_PREFIX else 0
+
+
+def _common_prefix(prompts: list[list[int]]) -> int:
+    """Tokens every prompt shares from the start, leaving each at least one of its own."""
+    first = prompts[0]
+    n = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return n
+
+
+def _prefix_batches(members: list[int], encoded: list[list[int]], batch_size: int) -> list[list[list[int]]]:
+    """Batches of clusters of request indices: prompts that share most of their tokens (an ensemble's runs of one
+    question, samples of one prompt) form a cluster; clusters are batched longest first, split at batch_size.
+
+    Sorting the prompts' tokens puts prompts with a long common prefix next to each other. A prompt joins the
+    cluster before it when they share at least half of the shorter prompt: prompts that only share a system
+    prompt stay apart, so each cluster's prefix is worth running once."""
+    ordered = sorted(members, key=lambda i: encoded[i])
+    clusters: list[list[int]] = []
+    for i in ordered:
+        if clusters:
+            head = encoded[clusters[-1][0]]
+            common = _common_prefix([head, encoded[i]])
+            if common >= _MIN_SHARED_PREFIX and common * 2 >= min(len(head), len(encoded[i])):
+                clusters[-1].append(i)
+                continue
+        clusters.append([i])
+    pieces = [c[s : s + batch_size] for c in clusters for s in range(0, len(c), batch_size)]
+    pieces.sort(key=lambda c: -max(len(encoded[i]) for i in c))
+    batches: list[list[list[int]]] = []
+    rows = 0
+    for piece in pieces:
+        if batches and rows + len(piece) <= batch_size:
+            batches[-1].append(piece)
+            rows += len(piece)
+        else:
+            batches.append([piece])
+            rows = len(piece)
+    return batches
 
 
 def _batches_of_groups(groups: list[_Group], max_groups: int, max_rows: int) -> Iterator[list[_Group]]:
