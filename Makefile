@@ -9,7 +9,7 @@ MK_STAMP := $(MK_VENV)/.installed
 # The embedded model and embedder ship inside PyPI wheels; the Hub is never needed for the demo or the tests.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo test test-fast bench bench-mcqa bench-merge bench-train lint format clean
+.PHONY: install demo test test-fast bench bench-mcqa bench-merge bench-train bench-medprompt lint format clean
 
 install: $(STAMP) $(MK_STAMP)
 
@@ -66,3 +66,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(MK_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+
+# Medprompt: the 5-run ensemble's cost against one run, and the ablation ladder (hours on 2 cores at 100 questions
+# per benchmark; pass ARGS="--questions 10" for a short run).
+bench-medprompt: $(STAMP)
+	$(OFFLINE) $(PY) bench/medprompt.py --data-dir ../shared/data $(ARGS)

@@ -118,7 +118,7 @@ class ScriptedEngine:
 
     def __init__(
         self,
-        script: Callable[[GenerationRequest], str],
+        script: Callable[[GenerationRequest], str | list[str]],
         *,
         die_after: int | None = None,
         finish: str = "stop",
@@ -136,7 +136,13 @@ class ScriptedEngine:
         if self.die_after is not None and len(self.calls) >= self.die_after:
             raise KeyboardInterrupt("killed")
         self.calls.append(list(requests))
-        return [Generation([self.script(r)], [self.finish], 10, [7]) for r in requests]  # type: ignore[list-item]
+        out = []
+        for r in requests:
+            # A script may return one text (repeated for n samples) or a list of n texts.
+            reply = self.script(r)
+            texts = reply if isinstance(reply, list) else [reply] * r.n
+            out.append(Generation(texts, [self.finish] * len(texts), 10, [7] * len(texts)))  # type: ignore[list-item]
+        return out
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[Loglikelihood]:
         raise NotImplementedError

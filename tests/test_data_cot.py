@@ -105,6 +105,18 @@ def test_verify_rejects_a_reply_that_parrots_the_teacher_instructions() -> None:
 # --- generation -----------------------------------------------------------------------------------------------
 
 
+def test_blind_generation_asks_as_evaluation_does_and_keeps_only_answers_that_were_right(tmp_path: Path) -> None:
+    from aloekit.evaluation.prompts import chat_messages
+
+    items = [mcq(0, answer=1), mcq(1, answer=2)]
+    model = ScriptedEngine(lambda request: reasoning("B"))  # right for q0 only
+    generate_cot(model, items, tmp_path / "cot.jsonl", CoTConfig(blind=True, retries=0))
+    assert [list(r.messages or ()) for r in model.requests] == [chat_messages(item, cot=True) for item in items]
+    assert all("The correct answer is" not in m["content"] for r in model.requests for m in r.messages or ())
+    rows = {row["id"]: row["status"] for row in read_lines(tmp_path / "cot.jsonl")}
+    assert rows == {"q0": "accepted", "q1": "rejected"}
+
+
 def test_only_verified_items_are_kept_and_retries_sample_with_new_seeds(tmp_path: Path) -> None:
     items = [mcq(0), mcq(1), mcq(2)]
     tries: dict[str, int] = {}

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from aloekit.cli_data import data_app
+from aloekit.cli_medprompt import medprompt_app
 from aloekit.cli_train import train_app
 from aloekit.errors import UserError
 from aloekit.models import DEFAULT_MODEL
@@ -30,6 +31,7 @@ models_app = typer.Typer(help="Resolve, convert and inspect model references.", 
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+app.add_typer(medprompt_app, name="medprompt")
 
 ModelOpt = Annotated[
     str,
@@ -200,7 +202,9 @@ def eval_(
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for results.json, samples.jsonl and the cache.")],
     model: ModelOpt = "smollm2-135m-instruct",
-    mode: Annotated[str, typer.Option(help="loglik (lm-eval's prompts, acc/acc_norm) or generate.")] = "loglik",
+    mode: Annotated[
+        str, typer.Option(help="loglik (lm-eval's prompts, acc/acc_norm), generate, or medprompt.")
+    ] = "loglik",
     data_dir: Annotated[
         Path | None, typer.Option(help="Folder laid out like shared/data; without it, benchmarks load from the Hub.")
     ] = None,
@@ -217,6 +221,19 @@ def eval_(
     base_url: Annotated[str | None, typer.Option(help="openai backend: server URL ending in /v1.")] = None,
     api_key: Annotated[str | None, typer.Option(help="openai backend: bearer token (or $OPENAI_API_KEY).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of the table.")] = False,
+    cot_db: Annotated[
+        Path | None, typer.Option("--cot-db", help="medprompt: chain-of-thought database (aloe medprompt db).")
+    ] = None,
+    examples: Annotated[str, typer.Option(help="medprompt: few-shot examples: knn, random or none.")] = "knn",
+    k: Annotated[int, typer.Option("--k", help="medprompt: few-shot examples per question.")] = 5,
+    runs: Annotated[int, typer.Option(help="medprompt: choice-shuffle ensemble size (1: no ensemble).")] = 5,
+    samples: Annotated[int, typer.Option(help="medprompt: self-consistency samples per run.")] = 1,
+    temperature: Annotated[float, typer.Option(help="medprompt: sampling temperature (0: greedy).")] = 0.0,
+    retries: Annotated[int, typer.Option(help="medprompt: follow-ups per unreadable answer.")] = 1,
+    no_cot: Annotated[bool, typer.Option("--no-cot", help="medprompt: bare answers, no chain-of-thought.")] = False,
+    ablation: Annotated[
+        bool, typer.Option("--ablation", help="medprompt: run the ladder zero-shot -> ... -> ensemble.")
+    ] = False,
     allow_pickle: AllowPickle = False,
     trust_remote_code: TrustCode = False,
 ) -> None:
@@ -225,6 +242,8 @@ def eval_(
 
     from aloekit.config import MCQAConfig
 
+    if ablation and mode != "medprompt":
+        raise UserError("--ablation is a medprompt ladder: add --mode medprompt")
     try:
         config = MCQAConfig(
             benchmarks=benchmarks,
@@ -236,10 +255,26 @@ def eval_(
             max_tokens=max_tokens,
             seed=seed,
             checkpoint_every=checkpoint_every,
+            medprompt={
+                "database": cot_db,
+                "examples": examples,
+                "k": k,
+                "runs": runs,
+                "samples": samples,
+                "temperature": temperature,
+                "retries": retries,
+                "cot": not no_cot,
+                "max_tokens": max_tokens if mode == "medprompt" else None,
+            },
         )
     except ValidationError as e:
         first = e.errors()[0]
-        raise UserError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from e
+        loc = [str(p) for p in first["loc"] if str(p) != "medprompt"]
+        flag = {"database": "cot-db"}.get("-".join(loc), "-".join(loc).replace("_", "-"))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise UserError(f"--{flag}: {message}" if flag else message) from e
+    if ablation and (config.medprompt.database is None or not config.medprompt.k):
+        raise UserError("--ablation compares few-shot steps: give --cot-db (aloe medprompt db) and --k >= 1")
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
     from aloekit.engines import load_engine
@@ -263,9 +298,26 @@ def eval_(
             }
         else:
             record = _model_record(model, backend, allow_pickle, trust_remote_code)
-        results = evaluate(engine, config, out, model=record, loaded=loaded)
+        if ablation:
+            from aloekit.prompting.ablation import run_ablation
+            from aloekit.prompting.ablation import table as ablation_table
+
+            ladder = run_ablation(
+                engine, config, out, model=record, progress=sys.stderr.isatty(), log=lambda m: typer.echo(m, err=True)
+            )
+        else:
+            results = evaluate(engine, config, out, model=record, loaded=loaded)
     finally:
         engine.close()
+    if ablation:
+        if as_json:
+            typer.echo(json.dumps(ladder, indent=2))
+            return
+        from rich.console import Console
+
+        Console().print(ablation_table(ladder))
+        typer.echo(f"wrote {out / 'ablation.json'}, {out / 'ablation.png'} and each step under {out / 'steps'}")
+        return
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

@@ -162,6 +162,9 @@ def cot(
     batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
     chunk: Annotated[int, typer.Option(help="Items per engine call; finished items are saved after each.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the first attempt; retry k uses seed + k.")] = 0,
+    blind: Annotated[
+        bool, typer.Option("--blind", help="Do not tell the model the answer (Medprompt's self-generated CoT).")
+    ] = False,
 ) -> None:
     """Teacher chain-of-thought for MCQ items, given the gold answer, kept only when it reaches it (resumable)."""
     from aloekit.config import EngineConfig
@@ -179,7 +182,7 @@ def cot(
         raise UserError(f"{source or path} holds no multiple-choice items: chain-of-thought needs MCQ items")
     if tally.total():
         _log(f"skipped {tally.total()} malformed rows: {json.dumps(tally.to_json())}")
-    config = CoTConfig(max_tokens=max_tokens, retries=retries, seed=seed, chunk=chunk)
+    config = CoTConfig(max_tokens=max_tokens, retries=retries, seed=seed, chunk=chunk, blind=blind)
     engine = EngineConfig(model=teacher, backend=backend, base_url=base_url, batch_size=batch_size, seed=seed).load()  # type: ignore[arg-type]
     try:
         result = generate_cot(engine, items, out, config, progress=sys.stderr.isatty())

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aloekit.errors import UserError
 
@@ -21,15 +21,65 @@ class _Config(BaseModel):
 C = TypeVar("C", bound=BaseModel)
 
 
+class MedpromptSettings(_Config):
+    """Medprompt inference (``aloe eval --mode medprompt``): kNN few-shot from a chain-of-thought database,
+    chain-of-thought, choice-shuffle ensemble, optional self-consistency sampling."""
+
+    database: Path | None = Field(
+        None, description="Chain-of-thought database folder (aloe medprompt db); needed unless examples is 'none'."
+    )
+    examples: Literal["knn", "random", "none"] = Field(
+        "knn",
+        description="How few-shot examples are chosen: the k nearest database items by embedding (most similar "
+        "last, next to the question), k random ones, or none.",
+    )
+    k: int = Field(5, ge=0, description="Few-shot examples per question.")
+    cot: bool = Field(
+        True,
+        description="Ask for step-by-step reasoning ending in 'Answer: X', and show the examples' verified "
+        "reasoning; off: examples and the model answer with 'Answer: X' only.",
+    )
+    runs: int = Field(
+        5, ge=1, description="Choice-shuffle ensemble size: run 1 keeps the original order, the others shuffle it."
+    )
+    samples: int = Field(1, ge=1, description="Self-consistency: sampled answers per run (needs temperature > 0).")
+    temperature: float = Field(0.0, ge=0, description="0: greedy decoding; above 0: sampling.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most new tokens per answer (default 384 with cot, 32 without)."
+    )
+    retries: int = Field(
+        1,
+        ge=0,
+        description="Follow-up requests per unreadable answer asking for the final 'Answer: X' (bounded: at most "
+        "this many per answer).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MedpromptSettings:
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError("samples > 1 needs temperature > 0: greedy samples are all the same answer")
+        return self
+
+    @property
+    def new_tokens(self) -> int:
+        return self.max_tokens or (384 if self.cot else 32)
+
+    @property
+    def shots(self) -> int:
+        return 0 if self.examples == "none" else self.k
+
+
 class MCQAConfig(_Config):
     """Medical multiple-choice evaluation (``aloe eval``)."""
 
     benchmarks: tuple[str, ...] = Field(description="Benchmark or group names, e.g. ('mmlu_anatomy', 'multimedqa').")
-    mode: Literal["loglik", "generate"] = Field(
+    mode: Literal["loglik", "generate", "medprompt"] = Field(
         "loglik",
         description="'loglik' scores each option's log-likelihood (lm-eval's prompts and acc/acc_norm); "
-        "'generate' lets the model answer in the chat template and extracts 'Answer: X'.",
+        "'generate' lets the model answer in the chat template and extracts 'Answer: X'; 'medprompt' adds kNN "
+        "few-shot chain-of-thought and a choice-shuffle ensemble (see medprompt).",
     )
+    medprompt: MedpromptSettings = Field(default_factory=MedpromptSettings, description="medprompt mode: its settings.")
     data_dir: Path | None = Field(
         None, description="Folder laid out like shared/data; None loads every benchmark from the Hugging Face Hub."
     )
@@ -48,6 +98,16 @@ class MCQAConfig(_Config):
     @classmethod
     def _split(cls, value: object) -> object:
         return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _medprompt_database(self) -> MCQAConfig:
+        m = self.medprompt
+        if self.mode == "medprompt" and m.shots and m.database is None:
+            raise ValueError(
+                f"medprompt examples '{m.examples}' need a chain-of-thought database (build one with aloe medprompt "
+                "db, then pass --cot-db), or use examples 'none'"
+            )
+        return self
 
     @property
     def new_tokens(self) -> int:

@@ -43,6 +43,7 @@ __all__ = [
     "generate_cot",
     "load_verified",
     "question_prompt",
+    "student_messages",
     "teacher_messages",
     "verify",
 ]
@@ -71,6 +72,12 @@ class CoTConfig(_Config):
         "repeating a greedy attempt would reproduce the same rejected reply.",
     )
     seed: int = Field(default=0, description="Sampling seed of the first attempt; attempt k uses seed + k.")
+    blind: bool = Field(
+        default=False,
+        description="Ask the question without revealing the answer (Medprompt's self-generated chain-of-thought: "
+        "the model answers as it would at test time, and only replies that reach the gold answer are kept); "
+        "default: the teacher is told the answer and explains it.",
+    )
     chunk: int = Field(
         default=16,
         ge=1,
@@ -121,6 +128,13 @@ def teacher_messages(item: MCQItem) -> list[Message]:
         "the answer."
     )
     return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": user}]
+
+
+def student_messages(item: MCQItem) -> list[Message]:
+    """The question exactly as ``aloe eval --cot`` asks it, answer not revealed (``blind`` generation)."""
+    from aloekit.evaluation.prompts import chat_messages
+
+    return chat_messages(item, cot=True)
 
 
 # --- verification ---------------------------------------------------------------------------------------------
@@ -286,7 +300,7 @@ def _run_chunk(engine: Engine, chunk: Sequence[MCQItem], config: CoTConfig, stat
             break
         requests = [
             GenerationRequest(
-                messages=tuple(teacher_messages(chunk[i])),
+                messages=tuple(student_messages(chunk[i]) if config.blind else teacher_messages(chunk[i])),
                 max_tokens=config.max_tokens,
                 temperature=config.temperature if attempt == 0 else config.retry_temperature,
                 seed=config.seed + attempt,

@@ -53,6 +53,10 @@ class Scored:
     pred_norm: int | None = None
     generation: str | None = None
     tokens: int = 0
+    detail: dict[str, Any] | None = None
+    """Mode-specific record for samples.jsonl (medprompt: examples, every run's answer)."""
+    agreement: float | None = None
+    """medprompt: share of the ensemble's answers that agree with the vote."""
 
 
 @dataclass
@@ -73,25 +77,33 @@ def evaluate(
     model: dict[str, Any],
     progress: bool = True,
     loaded: Loaded | None = None,
+    cache_path: Path | None = None,
 ) -> dict[str, Any]:
     """Run every benchmark of ``config`` on ``engine``; write results.json and samples.jsonl; return the results.
 
     ``model`` describes the model for the record; its ``fingerprint`` keys the cache (a different model never
     reuses another's scores). ``loaded`` is :func:`load_benchmarks`'s result when the caller already has it.
+    ``cache_path`` (default ``out_dir/cache.jsonl``) lets several runs share one request cache.
     """
     names, groups = benchmarks.expand(list(config.benchmarks))
     loaded = loaded if loaded is not None else load_benchmarks(config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache = RequestCache(out_dir / "cache.jsonl")
+    cache = RequestCache(cache_path or out_dir / "cache.jsonl")
     fingerprint = str(model["fingerprint"])
+    database, medprompt_record = _medprompt_database(config, loaded)
     runs: list[BenchmarkRun] = []
     for name in names:
         bench = benchmarks.REGISTRY[name]
         items, shots = loaded[name]
+        if config.mode == "medprompt":
+            runs.append(_score_medprompt(engine, bench, items, database, config, cache, fingerprint, progress))
+            continue
         score = _score_loglik if config.mode == "loglik" else _score_generate
         runs.append(score(engine, bench, items, shots, config, cache, fingerprint, progress))
 
     results = _results(runs, groups, config, model)
+    if medprompt_record is not None:
+        results["medprompt"] = medprompt_record
     samples = "".join(
         json.dumps(_sample(run.name, i, s), ensure_ascii=False) + "\n" for run in runs for i, s in enumerate(run.scored)
     )
@@ -248,6 +260,77 @@ def _score_generate(
     return run
 
 
+def _medprompt_database(config: MCQAConfig, loaded: Loaded) -> tuple[Any, dict[str, Any] | None]:
+    """The chain-of-thought database a medprompt run retrieves from, with every item that overlaps a question
+    being evaluated excluded from retrieval (and listed in results.json)."""
+    if config.mode != "medprompt":
+        return None, None
+    settings = config.medprompt
+    if not settings.shots or settings.database is None:
+        return None, {"database": None}
+    from aloekit.prompting.index import CoTDatabase
+
+    database = CoTDatabase.open(settings.database)
+    excluded = database.exclude_overlaps([(name, item) for name, (items, _) in loaded.items() for item in items])
+    if database.available < settings.shots:
+        raise UserError(
+            f"{settings.database} has {database.available} usable items, fewer than the {settings.shots} examples "
+            "asked for: build a larger database or lower k"
+        )
+    record = {
+        "database": str(database.folder),
+        "items": len(database),
+        "embedder": database.manifest.get("embedder"),
+        "excluded_overlapping_evaluation": excluded,
+    }
+    return database, record
+
+
+def _score_medprompt(
+    engine: Engine,
+    bench: benchmarks.Benchmark,
+    items: list[MCQItem],
+    database: Any,
+    config: MCQAConfig,
+    cache: RequestCache,
+    fingerprint: str,
+    progress: bool,
+) -> BenchmarkRun:
+    from aloekit.prompting import medprompt
+
+    settings = config.medprompt
+    run = BenchmarkRun(bench.name)
+    plans = medprompt.plan_questions(items, settings, database, config.seed)
+    pending = [
+        i for i, plan in enumerate(plans) if medprompt.resolve(plan, cache, fingerprint, settings.retries).missing
+    ]
+    # A chunk holds every run of its questions: the engine batches (or, served, sends concurrently) all of them.
+    size = max(1, config.checkpoint_every // settings.runs)
+
+    def work(chunk: list[int]) -> None:
+        medprompt.complete(engine, [plans[i] for i in chunk], cache, fingerprint, settings.retries)
+
+    _in_chunks(pending, size, run, work, progress, len(items))
+    for plan in plans:
+        resolved = medprompt.resolve(plan, cache, fingerprint, settings.retries)
+        pred = resolved.pred
+        first = plan.requests[0]
+        run.scored.append(
+            Scored(
+                plan.item,
+                [dict(m) for m in first.messages or ()],
+                list(plan.item.letters),
+                pred,
+                pred == plan.item.answer,
+                generation=resolved.answers[0].text if resolved.answers else None,
+                tokens=resolved.tokens,
+                detail=medprompt.sample_record(plan, resolved),
+                agreement=medprompt.agreement(resolved),
+            )
+        )
+    return run
+
+
 # --- reporting --------------------------------------------------------------------------------------------------
 
 
@@ -264,6 +347,9 @@ def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]
         "acc": float(np.mean(correct)) if correct else float("nan"),
         "acc_ci95": [lo, hi],
     }
+    if mode == "medprompt" and run.scored:
+        result["agreement"] = float(np.mean([s.agreement or 0.0 for s in run.scored]))
+        result["retries"] = sum(len(a["retries"]) for s in run.scored for a in (s.detail or {}).get("answers", []))
     if mode == "loglik":
         norm = [float(s.pred_norm == s.item.answer) for s in run.scored]
         lo_n, hi_n = bootstrap_ci(norm, seed=seed)
@@ -328,6 +414,8 @@ def _sample(name: str, index: int, s: Scored) -> dict[str, Any]:
     if s.generation is not None:
         record["generation"] = s.generation
         record["extracted"] = _label(s.choices, s.pred)
+    if s.detail is not None:
+        record.update(s.detail)
     return record
 
 

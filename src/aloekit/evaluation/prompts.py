@@ -63,12 +63,12 @@ def loglik_context(bench: Benchmark, item: MCQItem, shots: Sequence[MCQItem] = (
 SYSTEM = "You are a medical expert answering multiple-choice exam questions."
 
 
-def _chat_question(item: MCQItem) -> str:
+def chat_question(item: MCQItem) -> str:
     context = f"{item.context}\n\n" if item.context else ""
     return f"{context}Question: {item.question}\n\nOptions:\n{_lettered(item.options)}"
 
 
-def _instruction(n_options: int, cot: bool) -> str:
+def instruction(n_options: int, cot: bool) -> str:
     letters = ", ".join(LETTERS[:n_options])
     if cot:
         return (
@@ -86,9 +86,7 @@ def chat_messages(item: MCQItem, shots: Sequence[MCQItem] = (), *, cot: bool = F
     """
     messages: list[Message] = [{"role": "system", "content": SYSTEM}]
     for shot in shots:
-        messages.append(
-            {"role": "user", "content": _chat_question(shot) + "\n" + _instruction(len(shot.options), False)}
-        )
+        messages.append({"role": "user", "content": chat_question(shot) + "\n" + instruction(len(shot.options), False)})
         messages.append({"role": "assistant", "content": f"Answer: {LETTERS[shot.answer]}"})
-    messages.append({"role": "user", "content": _chat_question(item) + "\n" + _instruction(len(item.options), cot)})
+    messages.append({"role": "user", "content": chat_question(item) + "\n" + instruction(len(item.options), cot)})
     return messages
