@@ -340,6 +340,101 @@ def _model_record(model: str, backend: str, allow_pickle: bool, trust_remote_cod
     }
 
 
+@app.command("safety")
+def safety(
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.json, samples.jsonl and the cache.")],
+    model: ModelOpt = "smollm2-135m-instruct",
+    suites: Annotated[
+        str, typer.Option(help="Comma-separated: advbench, harmbench, medsafetybench, xstest, file:PATH.")
+    ] = "advbench,xstest",
+    styles: Annotated[str, typer.Option(help="Comma-separated attack styles (aloekit.safety.styles).")] = (
+        "plain,role_play,refusal_suppression,prefix_injection,distraction,json_format,developer_mode"
+    ),
+    judge: Annotated[
+        str, typer.Option(help="offline (rules, no download) or llm:REF (a model judging with the rubric).")
+    ] = "offline",
+    judge_backend: Annotated[str, typer.Option(help="Engine of an llm: judge: hf, vllm or openai.")] = "hf",
+    judge_base_url: Annotated[str | None, typer.Option(help="Server URL of an openai judge backend.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder laid out like shared/data; else the Hub.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Prompts sampled per suite (seeded; the same for every model).")
+    ] = 25,
+    max_tokens: Annotated[int, typer.Option(help="Most new tokens per reply.")] = 256,
+    backend: Backend = "hf",
+    base_url: Annotated[str | None, typer.Option(help="openai backend: server URL ending in /v1.")] = None,
+    api_key: Annotated[str | None, typer.Option(help="openai backend: bearer token (or $OPENAI_API_KEY).")] = None,
+    batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for the prompt sample and the bootstrap CIs.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of the table.")] = False,
+    allow_pickle: AllowPickle = False,
+    trust_remote_code: TrustCode = False,
+) -> None:
+    """Red-team a model (attack success by suite, style and category) and measure over-refusal (XSTest)."""
+    from aloekit.engines import load_engine
+    from aloekit.evaluation.redteam import load_suite, run_redteam, table
+    from aloekit.safety.judge import OfflineJudge
+
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
+    names = [s.strip() for s in suites.split(",") if s.strip()]
+    chosen_styles = [s.strip() for s in styles.split(",") if s.strip()]
+    for name in names:
+        load_suite(name, data_dir)  # unknown suites and missing or bad files fail here, before a model loads
+    if judge != "offline" and not judge.startswith("llm:"):
+        raise UserError(f"--judge {judge}: use offline or llm:REF (a model reference)")
+
+    options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
+    if backend == "hf":
+        options["batch_size"] = batch_size
+    served = backend == "openai"
+    engine = load_engine(backend, None if served and model == DEFAULT_MODEL else model, **options)
+    judge_engine = None
+    try:
+        if judge == "offline":
+            chosen_judge = OfflineJudge()
+        else:
+            from aloekit.safety.llm_judge import LLMJudge
+
+            judge_options = _engine_options(judge_backend, judge_base_url, api_key, False, False, seed)
+            judge_engine = load_engine(judge_backend, judge.removeprefix("llm:") or None, **judge_options)
+            chosen_judge = LLMJudge(judge_engine)  # type: ignore[assignment]
+        if served:
+            record: dict[str, object] = {
+                "reference": engine.model_id,
+                "backend": backend,
+                "fingerprint": f"openai:{getattr(engine, 'base_url', base_url)}:{engine.model_id}",
+            }
+        else:
+            record = _model_record(model, backend, allow_pickle, trust_remote_code)
+        results = run_redteam(
+            engine,
+            chosen_judge,
+            out,
+            suites=names,
+            styles=chosen_styles,
+            data_dir=data_dir,
+            limit=limit,
+            max_tokens=max_tokens,
+            seed=seed,
+            model=record,
+            progress=sys.stderr.isatty(),
+            log=lambda m: typer.echo(m, err=True),
+        )
+    finally:
+        engine.close()
+        if judge_engine is not None:
+            judge_engine.close()
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    from rich.console import Console
+
+    Console().print(table(results))
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'samples.jsonl'}")
+
+
 @app.command("merge")
 def merge_(
     config: Annotated[Path, typer.Argument(help="mergekit YAML (accepted as is), plus optional 'aloekit:' keys.")],
