@@ -198,7 +198,10 @@ def main() -> int:
             f"{time.strftime('%Y-%m-%d')}.\n"
             "XSTest v2 completions (450 per model), binary target: full or partial refusal vs full compliance. "
             "Anchor: the XSTest authors' string-match rule (refusal prefixes at the start of the reply). "
-            "Confusion cells count refusal as the positive class; CI: 2,000-resample percentile bootstrap.\n\n"
+            "Confusion cells count refusal as the positive class; CI: 2,000-resample percentile bootstrap. "
+            "Caveat: the rules were written while reading the judge's mistakes on these three files (no label was "
+            "fitted and nothing from them is copied), so these agreements are optimistic; a human-labelled file "
+            "the rules have not seen is the honest test.\n\n"
             f"{table}\n\n"
             "Healthcare text the rules were not developed on, labels by construction (no per-reply annotation):\n\n"
             f"{sanity_table}\n",
