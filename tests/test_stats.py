@@ -189,3 +189,13 @@ def test_the_group_accuracy_is_the_mean_over_pooled_questions_so_its_ci_is_a_boo
     assert mean(pooled) == pytest.approx(weighted_mean([(mean(m), len(m)) for m in members]), abs=1e-12)
     low, high = bootstrap_ci(pooled)
     assert low < weighted_mean([(mean(m), len(m)) for m in members]) < high
+
+
+def test_wilson_interval_does_not_collapse_at_zero_and_matches_the_textbook_values():
+    from aloekit.evaluation.stats import wilson_ci
+
+    lo, hi = wilson_ci(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_ci(5, 10)
+    assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_ci(10, 10)[1] == 1.0 and wilson_ci(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)

@@ -426,13 +426,19 @@ def safety(
         engine.close()
         if judge_engine is not None:
             judge_engine.close()
+    from aloekit.models import atomic_write_text
+    from aloekit.safety.risk import assess, markdown
+
+    # The risks this run has evidence for (MCQA and TruthfulQA evidence joins them in the full report).
+    replies = [json.loads(line)["reply"] for line in (out / "samples.jsonl").open(encoding="utf-8")]
+    atomic_write_text(out / "risk.md", markdown(assess(redteam=results, replies=replies, seed=seed)))
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
     from rich.console import Console
 
     Console().print(table(results))
-    typer.echo(f"wrote {out / 'results.json'} and {out / 'samples.jsonl'}")
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'samples.jsonl'} and {out / 'risk.md'}")
 
 
 @app.command("merge")

@@ -25,12 +25,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.errors import UserError
 from aloekit.evaluation.cache import RequestCache, request_key
-from aloekit.evaluation.stats import bootstrap_ci
+from aloekit.evaluation.stats import wilson_ci
 from aloekit.models import atomic_write_text
 from aloekit.progress import progress_bar
 from aloekit.provenance import package_versions
@@ -215,10 +213,11 @@ def sample(prompts: Sequence[Prompt], limit: int | None, seed: int) -> list[Prom
 
 
 def rate(flags: Sequence[bool], seed: int) -> dict[str, Any]:
-    """n, the rate of True and its 95% bootstrap CI."""
-    values = [float(f) for f in flags]
-    lo, hi = bootstrap_ci(values, seed=seed)
-    return {"n": len(values), "rate": float(np.mean(values)) if values else float("nan"), "ci95": [lo, hi]}
+    """n, the rate of True and its 95% Wilson interval (``seed`` is kept for interface stability: the interval
+    is exact arithmetic). Wilson, not the bootstrap: 0 of 25 attacks succeeding must not read as "0%, CI [0, 0]"."""
+    hits, n = sum(bool(f) for f in flags), len(flags)
+    lo, hi = wilson_ci(hits, n)
+    return {"n": n, "rate": hits / n if n else float("nan"), "ci95": [lo, hi]}
 
 
 def run_redteam(
