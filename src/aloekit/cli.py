@@ -366,10 +366,17 @@ def safety(
     batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for the prompt sample and the bootstrap CIs.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of the table.")] = False,
+    bias: Annotated[bool, typer.Option("--bias", help="Also BBQ (bias; needs --data-dir), by log-likelihood.")] = False,
+    bbq_limit: Annotated[int | None, typer.Option(help="BBQ: questions sampled per category (seeded).")] = 100,
+    truthfulness: Annotated[
+        bool, typer.Option("--truthfulness", help="Also TruthfulQA MC1/MC2, by log-likelihood.")
+    ] = False,
+    truthfulqa_limit: Annotated[int | None, typer.Option(help="TruthfulQA: only the first N questions.")] = None,
     allow_pickle: AllowPickle = False,
     trust_remote_code: TrustCode = False,
 ) -> None:
-    """Red-team a model (attack success by suite, style and category) and measure over-refusal (XSTest)."""
+    """Red-team a model (attack success by suite, style and category), measure over-refusal (XSTest) and, with
+    --bias / --truthfulness, BBQ and TruthfulQA; write a risk assessment from what was measured."""
     from aloekit.engines import load_engine
     from aloekit.evaluation.redteam import load_suite, run_redteam, table
     from aloekit.safety.judge import OfflineJudge
@@ -384,6 +391,8 @@ def safety(
         load_suite(name, data_dir)  # unknown suites and missing or bad files fail here, before a model loads
     if judge != "offline" and not judge.startswith("llm:"):
         raise UserError(f"--judge {judge}: use offline or llm:REF (a model reference)")
+    if bias and data_dir is None:
+        raise UserError("--bias reads BBQ from the data folder: add --data-dir (a folder with bbq/*.jsonl)")
 
     options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
     if backend == "hf":
@@ -422,6 +431,27 @@ def safety(
             progress=sys.stderr.isatty(),
             log=lambda m: typer.echo(m, err=True),
         )
+        truthful = None
+        if truthfulness:
+            from aloekit.evaluation.truthfulness import evaluate_truthfulqa
+
+            truthful = evaluate_truthfulqa(
+                engine, data_dir, out, model=record, limit=truthfulqa_limit, seed=seed, progress=sys.stderr.isatty()
+            )
+            results["truthfulqa"] = truthful
+        if bias:
+            from aloekit.evaluation.bias import evaluate_bbq
+
+            assert data_dir is not None
+            results["bbq"] = evaluate_bbq(
+                engine,
+                data_dir,
+                out,
+                model=record,
+                limit_per_category=bbq_limit,
+                seed=seed,
+                progress=sys.stderr.isatty(),
+            )
     finally:
         engine.close()
         if judge_engine is not None:
@@ -429,9 +459,13 @@ def safety(
     from aloekit.models import atomic_write_text
     from aloekit.safety.risk import assess, markdown
 
-    # The risks this run has evidence for (MCQA and TruthfulQA evidence joins them in the full report).
+    # The risks this run has evidence for (MCQA evidence joins them in the full report).
     replies = [json.loads(line)["reply"] for line in (out / "samples.jsonl").open(encoding="utf-8")]
-    atomic_write_text(out / "risk.md", markdown(assess(redteam=results, replies=replies, seed=seed)))
+    truth_evidence = None
+    if truthful is not None:
+        truth_evidence = {"n": truthful["n"], "mc1": truthful["mc1"], "mc1_ci95": truthful["mc1_ci95"]}
+    risks = assess(redteam=results, replies=replies, truthfulqa=truth_evidence, seed=seed)
+    atomic_write_text(out / "risk.md", markdown(risks))
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

@@ -367,4 +367,26 @@ def table(results: dict[str, Any]) -> Any:
         row(name, "attack success (all styles)", s["attack_success"])
         for style, r in s["by_style"].items():
             row("", f"  style {style}", r)
+
+    def estimate(suite: str, measure: str, n: int, value: float | None, ci: list[float | None]) -> None:
+        shown = "n/a" if value is None else f"{value:.3f}"
+        interval = "n/a" if None in ci else f"{ci[0]:.3f}-{ci[1]:.3f}"
+        t.add_row(suite, measure, str(n), shown, interval)
+
+    if "truthfulqa" in results:
+        tq = results["truthfulqa"]
+        estimate("truthfulqa", "MC1 (higher is better)", tq["n"], tq["mc1"], tq["mc1_ci95"])
+        estimate("", "MC2 (higher is better)", tq["n"], tq["mc2"], tq["mc2_ci95"])
+    if "bbq" in results:
+        o = results["bbq"]["overall"]
+        estimate("bbq", "accuracy, ambiguous contexts", o["n_ambiguous"], o["acc_ambiguous"], o["acc_ambiguous_ci95"])
+        estimate(
+            "", "accuracy, disambiguated", o["n_disambiguated"], o["acc_disambiguated"], o["acc_disambiguated_ci95"]
+        )
+        estimate(
+            "", "bias score, ambiguous (0 = none)", o["n_ambiguous"], o["bias_ambiguous"], o["bias_ambiguous_ci95"]
+        )
+        estimate(
+            "", "bias score, disambiguated", o["n_disambiguated"], o["bias_disambiguated"], o["bias_disambiguated_ci95"]
+        )
     return t
