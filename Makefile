@@ -67,7 +67,7 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) $(MK_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
 
-# Medprompt: the 5-run ensemble's cost against one run, and the ablation ladder (hours on 2 cores at 100 questions
-# per benchmark; pass ARGS="--questions 10" for a short run).
+# Medprompt: the 5-run ensemble's cost against one run, and the ablation ladder (about an hour on 2 cores at 100
+# questions per benchmark; pass ARGS="--questions 10" for a short run).
 bench-medprompt: $(STAMP)
 	$(OFFLINE) $(PY) bench/medprompt.py --data-dir ../shared/data $(ARGS)

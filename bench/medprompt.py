@@ -70,11 +70,13 @@ def timed(engine: HFEngine, cfg: MCQAConfig, out: Path, model: dict[str, Any]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--benchmarks", default="mmlu_clinical_knowledge,pubmedqa")
+    # Two MMLU medical subjects: short prompts, so the ladder's 5 steps over 200 questions fit in about an hour on
+    # 2 cores (PubMedQA's abstracts, repeated in every retrieved example, make each prompt 3-4x longer).
+    parser.add_argument("--benchmarks", default="mmlu_clinical_knowledge,mmlu_college_medicine")
     parser.add_argument("--questions", type=int, default=100, help="ladder: first N questions of each benchmark")
     parser.add_argument("--cost-questions", type=int, default=8, help="ensemble cost: first N questions")
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--skip-ladder", action="store_true")
     parser.add_argument(
@@ -108,8 +110,9 @@ def main() -> None:
     print(f"ensemble cost: runs=5 {ensemble_s:.1f} s ({ensemble_s / single_s:.2f}x)", flush=True)
 
     lines = [
-        f"Command: `make bench-medprompt` (`bench/medprompt.py --questions {args.questions} --k {args.k} "
-        f"--max-tokens {args.max_tokens}`). Embedded SmolLM2-135M-Instruct, hf engine (batch {args.batch_size}), "
+        f"Command: `bench/medprompt.py --data-dir {args.data_dir} --benchmarks {args.benchmarks} --questions "
+        f"{args.questions} --k {args.k} --max-tokens {args.max_tokens} --cost-questions {args.cost_questions}`. "
+        f"Embedded SmolLM2-135M-Instruct, hf engine (batch {args.batch_size}), "
         f"2 CPU cores. Database: {manifest['items']} verified examples (MedMCQA expert explanations that agree "
         "with the key, PubMedQA labeled non-test long answers), all-MiniLM-L6-v2, decontaminated against every "
         "benchmark in ../shared/data except MedMCQA (not evaluated here).",
