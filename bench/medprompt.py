@@ -110,6 +110,8 @@ def main() -> None:
     print(f"ensemble cost: runs=5 {ensemble_s:.1f} s ({ensemble_s / single_s:.2f}x)", flush=True)
 
     lines = [
+        "## Medprompt on the embedded model: ensemble cost and ablation ladder: `bench/medprompt.py`",
+        "",
         f"Command: `bench/medprompt.py --data-dir {args.data_dir} --benchmarks {args.benchmarks} --questions "
         f"{args.questions} --k {args.k} --max-tokens {args.max_tokens} --cost-questions {args.cost_questions}`. "
         f"Embedded SmolLM2-135M-Instruct, hf engine (batch {args.batch_size}), "

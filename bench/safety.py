@@ -53,6 +53,8 @@ def main() -> None:
     bbq = evaluate_bbq(engine, args.data_dir, out, model=model, limit_per_category=args.bbq_limit, progress=False)
     bbq_s = time.perf_counter() - began
     lines = [
+        "## Bias (BBQ) and truthfulness (TruthfulQA) of the embedded model: `bench/safety.py`",
+        "",
         f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/safety.py --data-dir {args.data_dir} --bbq-limit "
         f"{args.bbq_limit}`. Embedded SmolLM2-135M-Instruct, hf engine (batch {args.batch_size}), 2 CPU cores, "
         "log-likelihood scoring; 95% percentile-bootstrap CIs.",

@@ -268,6 +268,8 @@ def main() -> None:
     dpo_trl_s, dpo_ours_s = statistics.median(dpo["trl"]), statistics.median(dpo["ours"])
     body = "\n".join(
         [
+            "## Training speed against stock TRL: `bench/train.py`",
+            "",
             f"Command: `make bench-train` ({args.rounds} alternating rounds; SFT {args.sft_steps} steps, DPO "
             f"{args.dpo_steps} steps per run; the first step of each run left out). Embedded SmolLM2-135M, 2 CPU "
             "cores, fp32.",
