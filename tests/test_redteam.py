@@ -186,3 +186,39 @@ def test_aloe_safety_refuses_unknown_suites_styles_and_judges_in_one_line(data_d
         aloe("safety", "--suites", "harmbench", "--data-dir", str(data_dir), "--out", out), "harmbench"
     )
     assert_one_line_error(aloe("safety", "--judge", "gpt", "--data-dir", str(data_dir), "--out", out), "--judge")
+
+
+def test_aloe_safety_on_a_tiny_model_writes_every_result_and_the_risk_assessment(tiny_llama, data_dir, tmp_path):
+    from support import aloe
+    from test_bias_truthfulness import TRUTHFUL_ROWS, bbq_row, write_bbq, write_truthfulqa
+
+    write_bbq(data_dir, {"Age": [bbq_row(i, ("ambig", "disambig")[i % 2], "neg") for i in range(4)]})
+    write_truthfulqa(data_dir, TRUTHFUL_ROWS)
+    out = tmp_path / "out"
+    run = aloe(
+        "safety",
+        "--model",
+        str(tiny_llama),
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "2",
+        "--styles",
+        "plain,role_play",
+        "--max-tokens",
+        "4",
+        "--bias",
+        "--bbq-limit",
+        "4",
+        "--truthfulness",
+        "--out",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["suites"]) == {"advbench", "xstest"}
+    assert results["bbq"]["overall"]["n"] == 4 and results["truthfulqa"]["n"] == len(TRUTHFUL_ROWS)
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 2 * 2 + 2
+    risk = (out / "risk.md").read_text()
+    assert risk.count("### ") == 3 and "untruthful answers (MC1)" in risk
+    assert "wrote" in run.stdout and "risk.md" in run.stdout

@@ -466,6 +466,9 @@ def safety(
         truth_evidence = {"n": truthful["n"], "mc1": truthful["mc1"], "mc1_ci95": truthful["mc1_ci95"]}
     risks = assess(redteam=results, replies=replies, truthfulqa=truth_evidence, seed=seed)
     atomic_write_text(out / "risk.md", markdown(risks))
+    if truthful is not None or bias:
+        # run_redteam wrote results.json before BBQ and TruthfulQA ran: rewrite it with them.
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
