@@ -465,13 +465,7 @@ def _has_sliding_window(config: Any) -> bool:
 def _shared_prefix(contexts: list[list[int]]) -> int:
     """Length of the token prefix all ``contexts`` share, leaving each at least one token of its own (the last
     context token's logits predict the continuation); 0 when it is too short to be worth a separate pass."""
-    first = contexts[0]
-    n = min(len(c) for c in contexts) - 1
-    for c in contexts[1:]:
-        k = 0
-        while k < n and c[k] == first[k]:
-            k += 1
-        n = k
+    n = _common_prefix(contexts)
     return n if n >= _MIN_SHARED_PREFIX else 0
 
 

@@ -70,10 +70,9 @@ import numpy as np
 from aloekit.data.sources.mcqa import LETTERS, field, read_jsonl
 from aloekit.engines.base import Engine, LoglikelihoodRequest
 from aloekit.errors import MalformedRow, UserError
-from aloekit.evaluation.cache import RequestCache, request_key
+from aloekit.evaluation.cache import RequestCache, fill_loglikelihoods, request_key
 from aloekit.evaluation.stats import bootstrap_ci
 from aloekit.models import atomic_write_text
-from aloekit.progress import progress_bar
 from aloekit.provenance import package_versions
 
 __all__ = [
@@ -418,21 +417,9 @@ def evaluate_bbq(
     fingerprint = str(model["fingerprint"])
     requests = [[LoglikelihoodRequest(prompt(item), TARGET_DELIMITER + c) for c in CHOICES] for item in items]
     keys = [[request_key(fingerprint, "loglikelihood", r) for r in reqs] for reqs in requests]
-    pending = [i for i, ks in enumerate(keys) if not all(k in cache for k in ks)]
-
-    began = time.perf_counter()
-    with progress_bar(progress, len(items), "bbq") as advance:
-        advance(len(items) - len(pending))
-        for start in range(0, len(pending), checkpoint_every):
-            chunk = pending[start : start + checkpoint_every]
-            flat = [(k, r) for i in chunk for k, r in zip(keys[i], requests[i], strict=True) if k not in cache]
-            scores = engine.loglikelihood([r for _, r in flat])
-            cache.put_many(
-                (k, {"logprob": res.logprob, "n_tokens": res.n_tokens})
-                for (k, _), res in zip(flat, scores, strict=True)
-            )
-            advance(len(chunk))
-    seconds = time.perf_counter() - began
+    computed, seconds = fill_loglikelihoods(
+        engine, cache, keys, requests, chunk=checkpoint_every, progress=progress, label="bbq"
+    )
 
     answered = []
     for item, ks in zip(items, keys, strict=True):
@@ -443,8 +430,8 @@ def evaluate_bbq(
         "benchmark": "bbq",
         "categories": categories,
         "overall": _report(answered, seed),
-        "computed": len(pending),
-        "from_cache": len(items) - len(pending),
+        "computed": computed,
+        "from_cache": len(items) - computed,
         "seconds": round(seconds, 3),
         "config": {
             "data_dir": str(data_dir),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -65,3 +65,35 @@ def _ends_with_newline(path: Path) -> bool:
     with path.open("rb") as f:
         f.seek(-1, os.SEEK_END)
         return f.read(1) == b"\n"
+
+
+def fill_loglikelihoods(
+    engine: Any,
+    cache: RequestCache,
+    keys: Sequence[Sequence[str]],
+    requests: Sequence[Sequence[Any]],
+    *,
+    chunk: int,
+    progress: bool,
+    label: str,
+) -> tuple[int, float]:
+    """Score every item's log-likelihood requests missing from ``cache``, ``chunk`` items per engine call (a kill
+    loses at most one chunk); returns (items scored now, seconds spent). ``keys[i]`` are ``requests[i]``'s keys."""
+    import time
+
+    from aloekit.progress import progress_bar
+
+    pending = [i for i, ks in enumerate(keys) if not all(k in cache for k in ks)]
+    began = time.perf_counter()
+    with progress_bar(progress, len(keys), label) as advance:
+        advance(len(keys) - len(pending))
+        for start in range(0, len(pending), chunk):
+            part = pending[start : start + chunk]
+            flat = [(k, r) for i in part for k, r in zip(keys[i], requests[i], strict=True) if k not in cache]
+            scores = engine.loglikelihood([r for _, r in flat])
+            cache.put_many(
+                (k, {"logprob": res.logprob, "n_tokens": res.n_tokens})
+                for (k, _), res in zip(flat, scores, strict=True)
+            )
+            advance(len(part))
+    return len(pending), time.perf_counter() - began

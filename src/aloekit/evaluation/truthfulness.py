@@ -37,10 +37,9 @@ import numpy as np
 from aloekit.data.sources.mcqa import read_json
 from aloekit.engines.base import Engine, LoglikelihoodRequest
 from aloekit.errors import MalformedRow, UserError
-from aloekit.evaluation.cache import RequestCache, request_key
+from aloekit.evaluation.cache import RequestCache, fill_loglikelihoods, request_key
 from aloekit.evaluation.stats import bootstrap_ci
 from aloekit.models import atomic_write_text
-from aloekit.progress import progress_bar
 from aloekit.provenance import package_versions
 
 __all__ = [
@@ -266,21 +265,9 @@ def evaluate_truthfulqa(
         for item, options in zip(items, answers, strict=True)
     ]
     keys = [[request_key(fingerprint, "loglikelihood", r) for r in reqs] for reqs in requests]
-    pending = [i for i, ks in enumerate(keys) if not all(k in cache for k in ks)]
-
-    began = time.perf_counter()
-    with progress_bar(progress, len(items), "truthfulqa") as advance:
-        advance(len(items) - len(pending))
-        for start in range(0, len(pending), checkpoint_every):
-            chunk = pending[start : start + checkpoint_every]
-            flat = [(k, r) for i in chunk for k, r in zip(keys[i], requests[i], strict=True) if k not in cache]
-            scores = engine.loglikelihood([r for _, r in flat])
-            cache.put_many(
-                (k, {"logprob": res.logprob, "n_tokens": res.n_tokens})
-                for (k, _), res in zip(flat, scores, strict=True)
-            )
-            advance(len(chunk))
-    seconds = time.perf_counter() - began
+    computed, seconds = fill_loglikelihoods(
+        engine, cache, keys, requests, chunk=checkpoint_every, progress=progress, label="truthfulqa"
+    )
 
     samples = []
     for n, (item, options, ks) in enumerate(zip(items, answers, keys, strict=True)):
@@ -297,8 +284,8 @@ def evaluate_truthfulqa(
         "mc2": float(np.mean(mc2_scores)),
         "mc2_ci95": list(bootstrap_ci(mc2_scores, seed=seed)),
         "tokens": sum(s["tokens"] for s in samples),
-        "computed": len(pending),
-        "from_cache": len(items) - len(pending),
+        "computed": computed,
+        "from_cache": len(items) - computed,
         "seconds": round(seconds, 3),
         "config": {
             "data_dir": None if data_dir is None else str(data_dir),
