@@ -1,0 +1,1 @@
+"""The report: charts and the self-contained HTML that gathers every stage's results."""
