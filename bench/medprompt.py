@@ -128,6 +128,8 @@ def main() -> None:
         f"{ensemble['benchmarks'][benchmarks[0]]['acc']:.3f} | | |",
     ]
     if not args.skip_ladder:
+        # The cost is recorded now: the ladder takes about an hour, and a kill must not lose this measurement.
+        record("medprompt", "\n".join([*lines, "", "Ablation ladder: running (rerun with --work to resume it)."]))
         ladder_cfg = config(args, db, benchmarks, args.questions, 5)
         result = run_ablation(engine, ladder_cfg, work / "ladder", model=model, progress=False)
         lines += [
