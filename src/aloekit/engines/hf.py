@@ -326,7 +326,6 @@ class HFEngine:
         """Generate for the prompts of ``clusters`` (flattened, in order). Prompts in one cluster share a prefix;
         when some cluster has several prompts, each cluster's prefix is run once and its keys/values copied to
         its rows (an ensemble's runs repeat the same few-shot examples before differently ordered options)."""
-        import torch
         from transformers import GenerationConfig
 
         prompts = [p for cluster in clusters for p in cluster]
@@ -336,12 +335,7 @@ class HFEngine:
         if any(len(cluster) > 1 for cluster in clusters):
             ids, mask, cache = self._shared_prefixes(clusters)
         else:
-            width = max(len(p) for p in prompts)
-            ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, p in enumerate(prompts):
-                ids[row, width - len(p) :] = torch.tensor(p)
-                mask[row, width - len(p) :] = 1
+            ids, mask = _left_padded(prompts, self.pad_id)
         width = ids.shape[1]
         sampled = temperature > 0
         # A fresh config: the model's own generation_config may turn sampling on (or set top_k) behind our back.
@@ -391,13 +385,9 @@ class HFEngine:
         dev = self.device
         # Each prompt keeps at least one token of its own: generation starts from the last prompt token's logits.
         shared = [_common_prefix(cluster) if len(cluster) > 1 else len(cluster[0]) - 1 for cluster in clusters]
-        prefix_width = max(shared)
-        prefix = torch.full((len(clusters), prefix_width), self.pad_id, dtype=torch.long)
-        prefix_mask = torch.zeros_like(prefix)
-        for c, (cluster, k) in enumerate(zip(clusters, shared, strict=True)):
-            if k:
-                prefix[c, prefix_width - k :] = torch.tensor(cluster[0][:k])
-                prefix_mask[c, prefix_width - k :] = 1
+        prefix, prefix_mask = _left_padded(
+            [cluster[0][:k] for cluster, k in zip(clusters, shared, strict=True)], self.pad_id
+        )
         positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
             input_ids=prefix.to(dev),
@@ -409,13 +399,9 @@ class HFEngine:
         owner = torch.tensor([c for c, cluster in enumerate(clusters) for _ in cluster], dtype=torch.long)
         cache = out.cache  # transformers 5 renamed past_key_values to cache
         cache.reorder_cache(owner.to(dev))  # one copy of its cluster's prefix per row
-        suffixes = [p[k:] for cluster, k in zip(clusters, shared, strict=True) for p in cluster]
-        width = max(len(x) for x in suffixes)
-        suffix = torch.full((len(suffixes), width), self.pad_id, dtype=torch.long)
-        suffix_mask = torch.zeros_like(suffix)
-        for row, x in enumerate(suffixes):
-            suffix[row, width - len(x) :] = torch.tensor(x)
-            suffix_mask[row, width - len(x) :] = 1
+        suffix, suffix_mask = _left_padded(
+            [p[k:] for cluster, k in zip(clusters, shared, strict=True) for p in cluster], self.pad_id
+        )
         ids = torch.cat([prefix[owner], suffix], dim=1)
         mask = torch.cat([prefix_mask[owner], suffix_mask], dim=1)
         return ids, mask, cache
@@ -467,6 +453,20 @@ def _shared_prefix(contexts: list[list[int]]) -> int:
     context token's logits predict the continuation); 0 when it is too short to be worth a separate pass."""
     n = _common_prefix(contexts)
     return n if n >= _MIN_SHARED_PREFIX else 0
+
+
+def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows left-padded to the longest (every row ends at the same column), and their attention mask."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
+    return ids, mask
 
 
 def _common_prefix(prompts: list[list[int]]) -> int:
