@@ -606,13 +606,13 @@ def embedding_pass(
     model = load_embedder(embedder)
     unique = list(dict.fromkeys(t.text for t in eval_texts))
     owner = {t.text: i for i, t in reversed(list(enumerate(eval_texts)))}  # first eval text with that wording
-    ev = _encode(model, unique)
+    ev = encode(model, unique)
     kept: list[T] = []
     removed: list[dict] = []
     # Chunks of training texts: memory stays at chunk x (number of eval texts) similarities whatever the data size.
     for start in range(0, len(records), chunk):
         part = records[start : start + chunk]
-        sims = _encode(model, [text_of(r) for r in part]) @ ev.T
+        sims = encode(model, [text_of(r) for r in part]) @ ev.T
         best = sims.argmax(axis=1)
         for record, j, sim in zip(part, best.tolist(), sims[np.arange(len(part)), best].tolist(), strict=True):
             if sim < threshold:
@@ -648,8 +648,9 @@ def load_embedder(name: str | None) -> Any:
         raise UserError(f"cannot load embedder {name!r}: {reason}; give a sentence-transformers name or folder") from e
 
 
-def _encode(model: Any, texts: list[str]) -> np.ndarray:
-    out = model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+def encode(model: Any, texts: Sequence[str]) -> np.ndarray:
+    """L2-normalised float32 sentence embeddings (cosine similarity is then a dot product)."""
+    out = model.encode(list(texts), batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
     return np.asarray(out, dtype=np.float32)
 
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from aloekit.data.schema import MCQItem
 
-__all__ = ["permutations", "shuffle", "to_original", "vote"]
+__all__ = ["permutations", "question_rng", "shuffle", "to_original", "vote"]
 
 Permutation = tuple[int, ...]
 
@@ -40,8 +40,7 @@ def permutations(n_options: int, runs: int, *, seed: int, key: str = "") -> list
     if n_options < 1 or runs < 1:
         raise ValueError(f"need at least one option and one run, got {n_options} options and {runs} runs")
     identity = tuple(range(n_options))
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    rng = question_rng(seed, key)
     orders: list[Permutation] = [identity]
     distinct = _factorial_at_least(n_options, runs)
     while len(orders) < runs:
@@ -52,6 +51,11 @@ def permutations(n_options: int, runs: int, *, seed: int, key: str = "") -> list
             continue  # prefer unseen orders while enough exist
         orders.append(candidate)
     return orders
+
+
+def question_rng(seed: int, key: str) -> random.Random:
+    """An RNG for one question: the same (seed, question id) draws the same numbers whatever else is evaluated."""
+    return random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big"))
 
 
 def _factorial_at_least(n: int, k: int) -> bool:

@@ -32,6 +32,7 @@ from aloekit.data.decontaminate import (
     EvalIndex,
     EvalText,
     decontaminate,
+    encode,
     evaluation_texts,
     load_embedder,
     mcq_texts,
@@ -40,6 +41,7 @@ from aloekit.data.schema import MCQItem
 from aloekit.data.tally import Tally
 from aloekit.errors import MalformedRow, UserError
 from aloekit.models import replace_folder
+from aloekit.prompting.ensemble import question_rng
 from aloekit.provenance import package_versions
 
 __all__ = ["CoTDatabase", "build_database", "embedding_text", "normalised_question"]
@@ -64,11 +66,6 @@ def _faiss() -> Any:
     except ImportError as e:
         raise UserError("the Medprompt database needs faiss: pip install faiss-cpu (or faiss-gpu)") from e
     return faiss
-
-
-def _encode(embedder: Any, texts: Sequence[str]) -> np.ndarray:
-    out = embedder.encode(list(texts), batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
-    return np.ascontiguousarray(np.asarray(out, dtype=np.float32))
 
 
 def build_database(
@@ -106,7 +103,7 @@ def build_database(
         raise UserError("no item is left for the database after decontamination and de-duplication")
 
     model = load_embedder(embedder)
-    vectors = _encode(model, [embedding_text(item) for item in kept])
+    vectors = encode(model, [embedding_text(item) for item in kept])
     faiss = _faiss()
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
@@ -212,7 +209,7 @@ class CoTDatabase:
     def embed(self, items: Sequence[MCQItem]) -> np.ndarray:
         if self._embedder is None:
             self._embedder = load_embedder(self.manifest.get("embedder_ref"))
-        return _encode(self._embedder, [embedding_text(item) for item in items])
+        return encode(self._embedder, [embedding_text(item) for item in items])
 
     def nearest(self, queries: Sequence[MCQItem], k: int) -> list[list[Neighbour]]:
         """The ``k`` most similar items to each query, most similar first; never the query itself (same id or
@@ -237,12 +234,9 @@ class CoTDatabase:
 
     def random(self, query: MCQItem, k: int, seed: int) -> list[MCQItem]:
         """``k`` items drawn at random (seeded by ``seed`` and the query's id), never the query itself."""
-        import hashlib
-        import random
-
         blocked = self._blocked(query)
         pool = [i for i in range(len(self.items)) if i not in blocked]
-        rng = random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{query.id}".encode()).digest()[:8], "big"))
+        rng = question_rng(seed, query.id)
         return [self.items[i] for i in rng.sample(pool, min(k, len(pool)))]
 
     def _blocked(self, query: MCQItem) -> set[int]:
