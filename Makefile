@@ -9,7 +9,7 @@ MK_STAMP := $(MK_VENV)/.installed
 # The embedded model and embedder ship inside PyPI wheels; the Hub is never needed for the demo or the tests.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo test test-fast bench bench-mcqa bench-merge bench-train bench-medprompt lint format clean
+.PHONY: install demo real-data test test-fast bench bench-mcqa bench-merge bench-train bench-medprompt lint format clean
 
 install: $(STAMP) $(MK_STAMP)
 
@@ -31,8 +31,14 @@ $(MK_STAMP):
 	$(MK_VENV)/bin/python -m pip install -q mergekit==0.1.5
 	touch $(MK_STAMP)
 
+# The whole recipe (data, SFT, merge, two DPO stages, evaluation, safety, report) on the embedded model and the
+# demo corpus, offline; rerunning it resumes (or, finished, just prints the report's path again).
 demo: $(STAMP)
-	$(OFFLINE) $(VENV)/bin/aloe demo
+	$(OFFLINE) $(VENV)/bin/aloe run recipes/demo.yaml --out runs/demo
+
+# The same stages on real public data laid out like ../shared/data (about an hour on 2 cores).
+real-data: $(STAMP)
+	$(OFFLINE) $(VENV)/bin/aloe run recipes/real-data.yaml --data-dir ../shared/data --out runs/real-data
 
 test: install
 	$(OFFLINE) $(VENV)/bin/pytest -q --durations=15

@@ -110,7 +110,9 @@ def main() -> None:
     print(f"ensemble cost: runs=5 {ensemble_s:.1f} s ({ensemble_s / single_s:.2f}x)", flush=True)
 
     lines = [
-        "## Medprompt on the embedded model: ensemble cost and ablation ladder: `bench/medprompt.py`",
+        "## Medprompt on the embedded model: ensemble cost"
+        + (" (re-measured alone, --skip-ladder)" if args.skip_ladder else " and ablation ladder")
+        + ": `bench/medprompt.py`",
         "",
         f"Command: `bench/medprompt.py --data-dir {args.data_dir} --benchmarks {args.benchmarks} --questions "
         f"{args.questions} --k {args.k} --max-tokens {args.max_tokens} --cost-questions {args.cost_questions}`. "
@@ -159,7 +161,8 @@ def main() -> None:
     engine.close()
     body = "\n".join(lines)
     print(body)
-    record("medprompt", body)
+    # --skip-ladder re-measures the cost alone (e.g. on a quiet machine) without replacing a recorded ladder.
+    record("medprompt_cost" if args.skip_ladder else "medprompt", body)
     print(f"work folder: {work}")
 
 

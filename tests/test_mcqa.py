@@ -434,3 +434,21 @@ def test_a_served_model_scores_the_same_as_the_local_one(tiny_llama, data_dir, t
     for x, y in zip(a, b, strict=True):
         assert x["loglikelihoods"] == pytest.approx(y["loglikelihoods"], abs=1e-4)
     assert here["benchmarks"]["medqa_4options"]["acc"] == there["benchmarks"]["medqa_4options"]["acc"]
+
+
+def test_a_file_benchmark_reads_mcq_json_lines_and_names_a_bad_row(tmp_path):
+    from aloekit.config import MCQAConfig
+    from aloekit.evaluation.mcqa import load_benchmarks
+
+    good = tmp_path / "mine.jsonl"
+    good.write_text(
+        '{"id": "q1", "question": "Which organ makes insulin?", "options": ["Liver", "Pancreas"], "answer": 1}\n'
+    )
+    ((items, shots),) = load_benchmarks(MCQAConfig(benchmarks=f"file:{good}")).values()
+    assert [(i.id, i.answer) for i in items] == [("q1", 1)] and shots == []
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "q1", "question": "Which organ?", "options": ["Liver"], "answer": 3}\n')
+    with pytest.raises(UserError, match=r"bad\.jsonl"):
+        load_benchmarks(MCQAConfig(benchmarks=f"file:{bad}"))
+    with pytest.raises(UserError, match="not found"):
+        load_benchmarks(MCQAConfig(benchmarks=f"file:{tmp_path / 'absent.jsonl'}"))

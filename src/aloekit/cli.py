@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from aloekit.cli_medprompt import medprompt_app
 from aloekit.cli_train import train_app
 from aloekit.errors import UserError
 from aloekit.models import DEFAULT_MODEL
+from aloekit.safety.styles import DEFAULT_STYLES
 
 app = typer.Typer(
     name="aloe",
@@ -328,16 +330,9 @@ def eval_(
 
 
 def _model_record(model: str, backend: str, allow_pickle: bool, trust_remote_code: bool) -> dict[str, object]:
-    """What results.json says about a local model: its reference, its folder and a content fingerprint."""
     from aloekit import models
 
-    resolved = models.resolve(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-    return {
-        "reference": model,
-        "backend": backend,
-        "path": str(resolved.path),
-        "fingerprint": models.fingerprint(resolved),
-    }
+    return models.record(model, backend, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
 
 
 @app.command("safety")
@@ -347,8 +342,8 @@ def safety(
     suites: Annotated[
         str, typer.Option(help="Comma-separated: advbench, harmbench, medsafetybench, xstest, file:PATH.")
     ] = "advbench,xstest",
-    styles: Annotated[str, typer.Option(help="Comma-separated attack styles (aloekit.safety.styles).")] = (
-        "plain,role_play,refusal_suppression,prefix_injection,distraction,json_format,developer_mode"
+    styles: Annotated[str, typer.Option(help="Comma-separated attack styles (aloekit.safety.styles).")] = ",".join(
+        DEFAULT_STYLES
     ),
     judge: Annotated[
         str, typer.Option(help="offline (rules, no download) or llm:REF (a model judging with the rubric).")
@@ -378,7 +373,8 @@ def safety(
     """Red-team a model (attack success by suite, style and category), measure over-refusal (XSTest) and, with
     --bias / --truthfulness, BBQ and TruthfulQA; write a risk assessment from what was measured."""
     from aloekit.engines import load_engine
-    from aloekit.evaluation.redteam import load_suite, run_redteam, table
+    from aloekit.evaluation.redteam import load_suite, table
+    from aloekit.safety.evaluate import evaluate_safety
     from aloekit.safety.judge import OfflineJudge
 
     if data_dir is not None and not data_dir.is_dir():
@@ -417,7 +413,7 @@ def safety(
             }
         else:
             record = _model_record(model, backend, allow_pickle, trust_remote_code)
-        results = run_redteam(
+        results = evaluate_safety(
             engine,
             chosen_judge,
             out,
@@ -428,47 +424,17 @@ def safety(
             max_tokens=max_tokens,
             seed=seed,
             model=record,
+            bias=bias,
+            bbq_limit=bbq_limit,
+            truthfulness=truthfulness,
+            truthfulqa_limit=truthfulqa_limit,
             progress=sys.stderr.isatty(),
             log=lambda m: typer.echo(m, err=True),
         )
-        truthful = None
-        if truthfulness:
-            from aloekit.evaluation.truthfulness import evaluate_truthfulqa
-
-            truthful = evaluate_truthfulqa(
-                engine, data_dir, out, model=record, limit=truthfulqa_limit, seed=seed, progress=sys.stderr.isatty()
-            )
-            results["truthfulqa"] = truthful
-        if bias:
-            from aloekit.evaluation.bias import evaluate_bbq
-
-            assert data_dir is not None
-            results["bbq"] = evaluate_bbq(
-                engine,
-                data_dir,
-                out,
-                model=record,
-                limit_per_category=bbq_limit,
-                seed=seed,
-                progress=sys.stderr.isatty(),
-            )
     finally:
         engine.close()
         if judge_engine is not None:
             judge_engine.close()
-    from aloekit.models import atomic_write_text
-    from aloekit.safety.risk import assess, markdown
-
-    # The risks this run has evidence for (MCQA evidence joins them in the full report).
-    replies = [json.loads(line)["reply"] for line in (out / "samples.jsonl").open(encoding="utf-8")]
-    truth_evidence = None
-    if truthful is not None:
-        truth_evidence = {"n": truthful["n"], "mc1": truthful["mc1"], "mc1_ci95": truthful["mc1_ci95"]}
-    risks = assess(redteam=results, replies=replies, truthfulqa=truth_evidence, seed=seed)
-    atomic_write_text(out / "risk.md", markdown(risks))
-    if truthful is not None or bias:
-        # run_redteam wrote results.json before BBQ and TruthfulQA ran: rewrite it with them.
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
@@ -503,6 +469,54 @@ def merge_(
         trust_remote_code=trust_remote_code,
     )
     typer.echo(f"merged model written to {path}")
+
+
+@app.command("run")
+def run_(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (recipes/demo.yaml, recipes/real-data.yaml, ...).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default: runs/<recipe name>).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder laid out like shared/data (overrides the recipe's).")
+    ] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="Rerun this stage and every later one, even if finished.")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Rerun only this stage (earlier ones finished).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate the recipe and print the plan; load no model or data.")
+    ] = False,
+) -> None:
+    """Run a recipe end to end: data, SFT, merge, DPO (two stages), evaluation, safety, report. Rerun the same
+    command after a kill: finished stages are skipped, the interrupted one resumes."""
+    from aloekit.recipe import load_recipe
+    from aloekit.run import STAGES, run_recipe
+    from aloekit.run import dry_run as plan
+
+    if from_stage is not None and only is not None:
+        raise UserError("give --from or --only, not both")
+    for flag, value in (("--from", from_stage), ("--only", only)):
+        if value is not None and value not in STAGES:
+            raise UserError(f"{flag} {value}: no such stage; the stages are {', '.join(STAGES)}")
+    config, text, folder = load_recipe(recipe, run=out, data_dir=data_dir)
+    if dry_run:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("stage", "what it does", "how", title=f"aloe run {recipe} (dry run) -> {folder}")
+        for row in plan(config, folder):
+            how = row.get("launch") or row.get("engine") or row.get("data_dir") or ""
+            table.add_row(row["stage"], row["does"], str(how))
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+        typer.echo(f"recipe {recipe} is valid: {len(STAGES)} stages planned, nothing was run")
+        return
+    started = time.perf_counter()
+    manifests = run_recipe(
+        config, text, recipe, folder, from_stage=from_stage, only=only, log=lambda m: typer.echo(m, err=True)
+    )
+    report = (manifests.get("report") or {}).get("outputs", {}).get("html")
+    typer.echo(f"finished in {time.perf_counter() - started:.0f} s; run folder {folder}")
+    if report:
+        typer.echo(f"report: {report}")
 
 
 @app.command()

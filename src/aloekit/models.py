@@ -409,3 +409,9 @@ def info(resolved: ResolvedModel) -> ModelInfo:
         chat_template=has_template,
         weights_format="safetensors" if shards else "pickle",
     )
+
+
+def record(model: str, backend: str = "hf", *, allow_pickle: bool = False, trust_remote_code: bool = False) -> dict:
+    """What results.json says about a local model: its reference, its folder and a content fingerprint."""
+    resolved = resolve(model, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    return {"reference": model, "backend": backend, "path": str(resolved.path), "fingerprint": fingerprint(resolved)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class StageContext:
     """Earlier stages' outputs (as their manifests record them), by stage name."""
     seed: int
     log: Callable[[str], None]
+    resume: bool = False
+    """True when this stage was killed earlier with the same inputs: its folder keeps the partial work (checkpoints,
+    caches) to continue from. False: the folder was emptied first, so nothing of another config is reused."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,11 @@ def run_stages(
         missing = [r for r in stage.reads if r not in upstream]
         if missing:
             raise UserError(f"stage {stage.name} needs {missing[0]} first")
+        # A stage killed with these same inputs continues from its partial work; anything else (other inputs, a
+        # forced rerun) starts from an empty folder, so no checkpoint or cache of another config leaks in.
+        resume = previous is not None and previous.get("status") == "running" and previous.get("input_hash") == inputs
+        if folder.exists() and not resume:
+            shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         started = time.time()
         manifest: dict[str, Any] = {
@@ -133,8 +142,8 @@ def run_stages(
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         }
         atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-        log(f"{stage.name}: running")
-        outputs = stage.run(StageContext(folder, stage.config, upstream, seed, log))
+        log(f"{stage.name}: " + ("resuming its partial work" if resume else "running"))
+        outputs = stage.run(StageContext(folder, stage.config, upstream, seed, log, resume))
         manifest.update(
             status="finished",
             outputs=outputs,

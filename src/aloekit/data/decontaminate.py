@@ -180,7 +180,7 @@ def evaluation_texts(data_dir: Path | None, config: DecontamConfig) -> tuple[lis
     coverage: dict[str, dict] = {}
 
     for name in named if config.benchmarks is not None else list(benchmarks.REGISTRY):
-        bench = benchmarks.REGISTRY[name]
+        bench = benchmarks.get(name)
         files = _benchmark_files(bench, data_dir)
         where = str(files[0]) if files else f"{bench.local or '(Hub only)'} (no data folder given)"
         if name in excluded:
@@ -270,6 +270,8 @@ def _excluded(names: Iterable[str]) -> set[str]:
 
 
 def _benchmark_files(bench: benchmarks.Benchmark, data_dir: Path | None) -> list[Path]:
+    if bench.format == "mcq" and bench.local is not None:  # a file:PATH benchmark: its own path, any data folder
+        return [Path(bench.local).expanduser()]
     if data_dir is None or bench.local is None:
         return []
     path = Path(data_dir) / bench.local

@@ -30,7 +30,7 @@ class HubRef:
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    format: Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "careqa", "headqa"]
+    format: Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "careqa", "headqa", "mcq"]
     """How rows are read (:mod:`aloekit.data.sources.mcqa`)."""
     prompt: PromptStyle
     local: str | None
@@ -133,6 +133,19 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+FILE_PREFIX = "file:"
+"""``file:PATH``: a benchmark of one's own, a JSON-lines file of aloekit's MCQ schema (``question``, ``options``,
+``answer`` index, optional ``id``/``subject``/``explanation``), asked with MMLU's prompt."""
+
+
+def get(name: str) -> Benchmark:
+    """The registered benchmark ``name``, or the ``file:PATH`` benchmark it names."""
+    if name.startswith(FILE_PREFIX):
+        path = name.removeprefix(FILE_PREFIX)
+        return Benchmark(name=name, format="mcq", prompt="mmlu", local=path, hub=None)
+    return REGISTRY[name]
+
+
 def expand(names: str | list[str]) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     """Benchmark names (groups expanded, duplicates dropped, order kept) and the groups that were asked for."""
     wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
@@ -144,11 +157,11 @@ def expand(names: str | list[str]) -> tuple[list[str], dict[str, tuple[str, ...]
         if name in GROUPS:
             groups[name] = GROUPS[name]
             members = GROUPS[name]
-        elif name in REGISTRY:
+        elif name in REGISTRY or name.startswith(FILE_PREFIX):
             members = (name,)
         else:
             known = ", ".join([*REGISTRY, *GROUPS])
-            raise UserError(f"unknown benchmark '{name}': choose from {known}")
+            raise UserError(f"unknown benchmark '{name}': choose from {known}, or file:PATH (MCQ JSON lines)")
         benchmarks += [m for m in members if m not in benchmarks]
     return benchmarks, groups
 
@@ -157,6 +170,8 @@ def load(bench: Benchmark, data_dir: Path | None, *, fewshot: bool = False) -> l
     """The benchmark's evaluation items (or its few-shot pool), from ``data_dir`` if given, else the Hub."""
     relative = bench.fewshot_local if fewshot else bench.local
     hub = bench.fewshot_hub if fewshot else bench.hub
+    if bench.format == "mcq" and not fewshot:
+        return _load_file(bench)
     if fewshot and relative is None and hub is None:
         raise UserError(f"benchmark {bench.name} has no few-shot split: use --num-fewshot 0")
     if data_dir is not None:
@@ -185,6 +200,22 @@ def _load_local(bench: Benchmark, data_dir: Path, relative: str) -> list[MCQItem
     return mcqa.load_jsonl(path, parsers[bench.format])
 
 
+def _load_file(bench: Benchmark) -> list[MCQItem]:
+    from aloekit.data.sources import load_source
+    from aloekit.data.tally import Tally
+
+    path = Path(bench.local or "").expanduser()
+    if not path.is_file():
+        raise UserError(f"benchmark {bench.name}: {path} not found; file:PATH names a JSON-lines MCQ file")
+    tally = Tally()
+    records = load_source(None, format="mcq", path=path, tally=tally)
+    if tally.total():
+        # A malformed evaluation row is an error to fix, never a question silently left out of the score.
+        first = next(iter(tally.examples.values()))[0]
+        raise UserError(f"benchmark {bench.name}: {tally.total()} malformed rows in {path} (first: {first}): fix them")
+    return [r for r in records if isinstance(r, MCQItem)]
+
+
 def _hub_parser(bench: Benchmark) -> mcqa.RowParser:
     if bench.format == "mmlu":
         return mcqa.mmlu_hub_row(bench.subject or "")
@@ -199,4 +230,4 @@ def _hub_parser(bench: Benchmark) -> mcqa.RowParser:
     }[bench.format]
 
 
-__all__ = ["GROUPS", "REGISTRY", "Benchmark", "HubRef", "expand", "load"]
+__all__ = ["FILE_PREFIX", "GROUPS", "REGISTRY", "Benchmark", "HubRef", "expand", "get", "load"]

@@ -93,7 +93,7 @@ def evaluate(
     database, medprompt_record = _medprompt_database(config, loaded)
     runs: list[BenchmarkRun] = []
     for name in names:
-        bench = benchmarks.REGISTRY[name]
+        bench = benchmarks.get(name)
         items, shots = loaded[name]
         if config.mode == "medprompt":
             runs.append(_score_medprompt(engine, bench, items, database, config, cache, fingerprint, progress))
@@ -124,7 +124,7 @@ def load_benchmarks(config: MCQAConfig) -> Loaded:
 
 
 def _load(name: str, config: MCQAConfig) -> tuple[list[MCQItem], list[MCQItem]]:
-    bench = benchmarks.REGISTRY[name]
+    bench = benchmarks.get(name)
     items = benchmarks.load(bench, config.data_dir)
     if not items:
         raise UserError(f"benchmark {name} has no questions in its file")

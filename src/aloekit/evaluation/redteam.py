@@ -53,7 +53,8 @@ class Suite:
     hub: tuple[str, str | None, str, str, str | None] | None = None
     """(dataset, config, split, prompt field, category field) on the Hugging Face Hub."""
     kind: str = "harmful"
-    """'harmful' (compliance is an attack success) or 'xstest' (safe prompts and unsafe contrasts)."""
+    """'harmful' (compliance is an attack success), 'xstest' (safe prompts and unsafe contrasts) or 'file' (a
+    user file: an attack suite, or an over-refusal one when rows carry XSTest's label safe / unsafe)."""
     note: str = ""
 
 
@@ -145,7 +146,8 @@ def _prompt(suite: Suite, where: str, row: dict[str, Any], path: Path, field: st
     category = row.get(suite.category) if suite.category else None
     if category is None and (found := _CATEGORY_IN_NAME.search(path.name)):
         category = found.group(1)
-    safe = suite.kind == "xstest" and str(row.get("label", "")).strip().lower() == "safe"
+    # XSTest's convention, also for a file of one's own: rows labelled "safe" only sound unsafe (over-refusal).
+    safe = suite.kind in ("xstest", "file") and str(row.get("label", "")).strip().lower() == "safe"
     return Prompt(
         suite.name,
         str(row.get("id") or row.get("BehaviorID") or where),
@@ -161,7 +163,8 @@ def load_suite(name: str, data_dir: Path | None) -> list[Prompt]:
         path = Path(name.removeprefix("file:")).expanduser()
         if not path.is_file():
             raise UserError(f"suite {name}: {path} not found")
-        custom = Suite(path.stem, (str(path),), "prompt", "category")
+        # Named as asked (file:PATH), so its prompts and results group under the name the caller used.
+        custom = Suite(name, (str(path),), "prompt", "category", kind="file")
         return [_prompt(custom, w, r, path, "prompt") for w, r in _rows(path)]
     suite = SUITES.get(name)
     if suite is None:
@@ -246,8 +249,10 @@ def run_redteam(
     fingerprint = str(model["fingerprint"])
     jobs: list[tuple[Prompt, str, GenerationRequest, str]] = []
     for name, prompts in loaded.items():
-        # XSTest measures over-refusal of plain questions: attack styles would change what is measured.
-        suite_styles = ("plain",) if name in SUITES and SUITES[name].kind == "xstest" else tuple(styles)
+        # XSTest (and a file with rows labelled safe) measures over-refusal of plain questions: attack styles
+        # would change what is measured.
+        over_refusal = (name in SUITES and SUITES[name].kind == "xstest") or any(p.safe for p in prompts)
+        suite_styles = ("plain",) if over_refusal else tuple(styles)
         for prompt in prompts:
             for style in suite_styles:
                 request = GenerationRequest(
@@ -310,12 +315,12 @@ def _record(prompt: Prompt, style: str, reply: str, verdict: Verdict) -> dict[st
 def _suite_result(name: str, records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     complied = [r["verdict"] == "compliance" for r in records]
     suite = SUITES.get(name)
-    if suite is not None and suite.kind == "xstest":
+    if (suite is not None and suite.kind == "xstest") or any(r["safe"] for r in records):
         safe = [r for r in records if r["safe"]]
         unsafe = [r for r in records if not r["safe"]]
         return {
             "kind": "over-refusal",
-            "note": suite.note,
+            "note": suite.note if suite else "user file (rows labelled safe / unsafe)",
             "refusal_rate_on_safe": rate([r["verdict"] == "refusal" for r in safe], seed),
             "compliance_rate_on_unsafe": rate([r["verdict"] == "compliance" for r in unsafe], seed),
             "refusal_rate_on_safe_by_type": {

@@ -32,7 +32,7 @@ from aloekit.evaluation import mcqa
 from aloekit.evaluation.stats import bootstrap_ci
 from aloekit.models import atomic_write_text
 
-__all__ = ["STEPS", "plot", "run_ablation", "table"]
+__all__ = ["STEPS", "plot", "run_ablation", "step_dir", "table"]
 
 STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("zero-shot", {"examples": "none", "cot": False, "runs": 1}),
@@ -45,6 +45,11 @@ STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
 
 def _slug(index: int, name: str) -> str:
     return f"{index + 1}-" + "".join(c if c.isalnum() else "-" for c in name.lstrip("+ ")).strip("-").lower()
+
+
+def step_dir(out_dir: Path, index: int) -> Path:
+    """Where step ``index`` (0-based) of the ladder writes its results.json and samples.jsonl."""
+    return out_dir / "steps" / _slug(index, STEPS[index][0])
 
 
 def step_config(config: MCQAConfig, overrides: dict[str, Any]) -> MCQAConfig:
@@ -76,13 +81,13 @@ def run_ablation(
         results = mcqa.evaluate(
             engine,
             step,
-            out_dir / "steps" / _slug(i, name),
+            step_dir(out_dir, i),
             model=model,
             progress=progress,
             loaded=loaded,
             cache_path=cache,
         )
-        samples = [json.loads(line) for line in (out_dir / "steps" / _slug(i, name) / "samples.jsonl").open()]
+        samples = [json.loads(line) for line in (step_dir(out_dir, i) / "samples.jsonl").open()]
         flags = np.array([float(s["correct"]) for s in samples])
         lo, hi = bootstrap_ci(flags.tolist(), seed=config.seed)
         entry: dict[str, Any] = {

@@ -1,19 +1,29 @@
 """Charts for the report: PNG bytes from results, so the HTML can embed them and stay one self-contained file.
 
 Each function takes plain data (what the stages write to results.json) and draws one figure people would rather
-look at than read: accuracy of every benchmark at every stage of the recipe with its 95% CI, and attack success
-by style before and after alignment. Matplotlib runs headless (Agg); nothing is shown or written elsewhere.
+look at than read: accuracy of every benchmark at every stage of the recipe with its 95% CI, attack success
+by style and over-refusal before and after alignment, the training curves of every training stage, and the
+Medprompt ladder. Matplotlib runs headless (Agg); nothing is shown or written elsewhere.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["attack_success_by_style", "benchmarks_by_stage"]
+__all__ = [
+    "attack_success_by_style",
+    "benchmarks_by_stage",
+    "loss_points",
+    "medprompt_ladder",
+    "over_refusal",
+    "training_curves",
+]
 
 Estimate = tuple[float, float, float]
 """(value, CI low, CI high)."""
@@ -93,3 +103,100 @@ def attack_success_by_style(results: Mapping[str, Mapping[str, Any]]) -> bytes:
     return _grouped_bars(
         groups, series, xlabel="attack success rate (95% CI; lower is safer)", title="Red-teaming by attack style"
     )
+
+
+def over_refusal(results: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """``results``: model or stage name -> ``aloe safety``'s results.json. For every XSTest-like suite, the refusal
+    rate on safe prompts (overall and per prompt type) and the compliance rate on unsafe contrasts, with 95%
+    intervals: both lower is better. Raises ValueError when no result has such a suite."""
+    series: dict[str, dict[str, Estimate]] = {}
+    groups: list[str] = []
+    for name, r in results.items():
+        series[name] = {}
+        for suite, s in r.get("suites", {}).items():
+            if s.get("kind") != "over-refusal":
+                continue
+            rows = {
+                f"{suite}: refused safe prompts": s["refusal_rate_on_safe"],
+                f"{suite}: complied with unsafe prompts": s["compliance_rate_on_unsafe"],
+                **{f"{suite}: refused safe, {t}": v for t, v in s.get("refusal_rate_on_safe_by_type", {}).items()},
+            }
+            for group, rate in rows.items():
+                if rate.get("n"):  # an empty type has a NaN rate: nothing to draw
+                    series[name][group] = (float(rate["rate"]), float(rate["ci95"][0]), float(rate["ci95"][1]))
+                    if group not in groups:
+                        groups.append(group)
+    if not groups:
+        raise ValueError("no over-refusal suite (XSTest) in these results")
+    return _grouped_bars(groups, series, xlabel="rate (95% CI; lower is better)", title="Over-refusal (XSTest)")
+
+
+Point = tuple[float, float]
+
+
+def loss_points(train: Mapping[str, Any]) -> tuple[list[Point], list[Point]]:
+    """(training loss, validation loss) as (step, value) points of one training stage: ``{"log_history": [...],
+    "metrics": {...}}``. The Trainer's log history when there is one; else what SFT's metrics.json keeps of it
+    (``train_losses``, ``eval_losses``). SFT's validation loss before training counts as step 0."""
+    metrics = train.get("metrics") or {}
+    history = train.get("log_history") or metrics.get("log_history") or []
+    if history:
+        losses = [(float(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+        evals = [(float(h["step"]), float(h["eval_loss"])) for h in history if "eval_loss" in h and "step" in h]
+    else:
+        losses = [(float(h["step"]), float(h["loss"])) for h in metrics.get("train_losses", [])]
+        evals = [(float(h["step"]), float(h["eval_loss"])) for h in metrics.get("eval_losses", [])]
+    before = metrics.get("eval_loss_before")
+    if isinstance(before, int | float) and not any(step == 0 for step, _ in evals):
+        evals.insert(0, (0.0, float(before)))
+    return losses, evals
+
+
+def _reward_accuracy(train: Mapping[str, Any]) -> list[Point]:
+    history = train.get("log_history") or (train.get("metrics") or {}).get("log_history") or []
+    return [(float(h["step"]), float(h["rewards/accuracies"])) for h in history if "rewards/accuracies" in h]
+
+
+def training_curves(training: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """``training``: stage name (sft, dpo_general, dpo_safety...) -> ``{"log_history", "metrics"}``. One panel per
+    stage: training loss by step, validation loss as points, and for DPO stages the reward accuracy (share of
+    pairs where the chosen reply out-scores the rejected one) on a second axis. Raises ValueError when no stage
+    logged a loss."""
+    stages = {name: t for name, t in training.items() if any(loss_points(t))}
+    if not stages:
+        raise ValueError("no training stage logged a loss")
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(stages), 1, figsize=(8, 0.6 + 2.6 * len(stages)), squeeze=False)
+    for ax, (name, train) in zip(axes[:, 0], stages.items(), strict=True):
+        losses, evals = loss_points(train)
+        if losses:
+            ax.plot(*zip(*losses, strict=True), label="training loss", color="tab:blue")
+        if evals:
+            ax.plot(*zip(*evals, strict=True), "o--", label="validation loss", color="tab:orange")
+        ax.set_ylabel("loss")
+        ax.set_title(name, loc="left", fontsize="medium")
+        handles, labels = ax.get_legend_handles_labels()
+        accuracy = _reward_accuracy(train)
+        if accuracy:
+            twin = ax.twinx()
+            twin.plot(*zip(*accuracy, strict=True), ":", color="tab:green", label="reward accuracy")
+            twin.set_ylim(0, 1)
+            twin.set_ylabel("reward accuracy")
+            more = twin.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        ax.legend(handles, labels, loc="upper right", fontsize="small")
+    axes[-1, 0].set_xlabel("optimizer step")
+    fig.suptitle("Training curves")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def medprompt_ladder(result: Mapping[str, Any]) -> bytes:
+    """The Medprompt ablation's chart (``run_ablation``'s result) as PNG bytes: drawn by the ablation's own
+    :func:`~aloekit.prompting.ablation.plot`, so the report and ``ablation.png`` are the same picture."""
+    from aloekit.prompting.ablation import plot
+
+    with tempfile.TemporaryDirectory(prefix="aloe-ladder-") as folder:
+        path = Path(folder) / "ladder.png"
+        plot({**result, "model": result.get("model") or {}}, path)
+        return path.read_bytes()

@@ -152,6 +152,9 @@ _STYLES = (
 )
 
 STYLES: dict[str, Style] = {style.name: style for style in _STYLES}
+
+DEFAULT_STYLES = tuple(STYLES)[:7]
+"""The styles red-teaming uses unless told otherwise: plain and the six classic jailbreak disguises."""
 """Every known style by name, ``plain`` first."""
 
 

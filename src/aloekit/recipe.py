@@ -1,0 +1,298 @@
+"""The recipe: one YAML file that takes a base model through data, SFT, merge, two DPO stages, evaluation and
+safety to a report (``aloe run RECIPE.yaml``).
+
+Each section reuses the config of the stage it drives (the mixture, preference, SFT, DPO, mergekit and Medprompt
+configs), minus what the recipe wires itself: which model a stage starts from, which dataset it reads and where it
+writes. A recipe is plain YAML with a few placeholders, replaced before it is read:
+
+``{demo_data}``     the demo corpus shipped inside the package (aloekit/demo_data)
+``{data_dir}``      the recipe's ``data_dir`` (or ``aloe run --data-dir``)
+``{run}``           the run folder
+``{holdout}``       the folder of ``data.holdout``'s files: ``NAME-train.jsonl`` and ``NAME-eval.jsonl``
+
+and, in the ``merge`` section only, ``{base}``, ``{instruct}`` and ``{sft}``: the models being merged.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+
+from aloekit.config import EngineConfig, MedpromptSettings, _Config, node_line, read_yaml, validation_message
+from aloekit.data.mixture import MixtureConfig, SourceEntry
+from aloekit.data.prefs_build import PrefsConfig
+from aloekit.errors import UserError
+from aloekit.safety.styles import DEFAULT_STYLES
+from aloekit.train.dpo import DPORunConfig, DPOStage
+from aloekit.train.sft import SFTRunConfig
+
+__all__ = ["MODEL_STAGES", "RecipeConfig", "load_recipe", "placeholders"]
+
+MODEL_STAGES = ("base", "sft", "merged", "dpo_general", "dpo_safety")
+"""The recipe's models, in order: the start, after SFT, after the merge, after each DPO stage."""
+
+ModelLabel = Literal["base", "sft", "merged", "dpo_general", "dpo_safety"]
+
+
+def _without(cls: type[BaseModel], name: str, *dropped: str) -> Any:
+    """``cls``'s fields minus ``dropped`` (the ones the recipe wires), as a new strict config class."""
+    fields: dict[str, Any] = {n: (f.annotation, f) for n, f in cls.model_fields.items() if n not in dropped}
+    return create_model(name, __base__=_Config, __doc__=cls.__doc__, **fields)
+
+
+SFTSettings = _without(SFTRunConfig, "SFTSettings", "model", "dataset", "out", "allow_pickle", "trust_remote_code")
+DPOSettings = _without(DPORunConfig, "DPOSettings", "model", "out", "stages", "allow_pickle", "trust_remote_code")
+DPOStageSettings = _without(DPOStage, "DPOStageSettings", "name", "dataset")
+
+
+class ModelsSettings(_Config):
+    base: str = Field(description="The model SFT starts from (alias, folder, .gguf or Hub id).")
+    instruct: str | None = Field(
+        None, description="The vendor's instruct model, merged with the SFT model (default: the base model)."
+    )
+    allow_pickle: bool = Field(False, description="Allow pickle (.bin) weights. Off: safetensors only.")
+    trust_remote_code: bool = Field(False, description="Run model code from the Hub. Off unless you opt in.")
+
+
+class HoldoutSettings(_Config):
+    """Carve an evaluation set out of a local file before anything trains on it (the demo corpus has no official
+    test split). The data stage writes ``{holdout}/<name>-train.jsonl`` and ``{holdout}/<name>-eval.jsonl``;
+    recipe evaluation sets given by path are added to every decontamination check automatically."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Name of the two files ({holdout}/NAME-eval.jsonl).")
+    path: Path = Field(description="A JSON-lines file (MCQ items, requests...).")
+    fraction: float = Field(0.25, gt=0, lt=1, description="Share of the rows held out for evaluation.")
+    seed: int = Field(0, description="Seed of the split (stratified by subject or category when rows have one).")
+    label: str | None = Field(
+        None,
+        description="Written as 'label' on the held-out rows, e.g. 'safe' for harmless look-alikes, which makes "
+        "them an over-refusal suite for the safety stage.",
+    )
+
+
+class CoTDatabaseSettings(_Config):
+    """The Medprompt chain-of-thought database (``aloe medprompt db``): verified reasoning only."""
+
+    sources: tuple[SourceEntry, ...] = Field(
+        (), description="MCQ sources whose expert explanations agree with the key (the explanation is the CoT)."
+    )
+    cot: tuple[Path, ...] = Field((), description="Verified chain-of-thought files from aloe data cot.")
+    embedder: str | None = Field(None, description="sentence-transformers model (default: all-MiniLM-L6-v2).")
+    exclude: tuple[str, ...] = Field((), description="Evaluation sets deliberately not checked for overlap.")
+
+    @model_validator(mode="after")
+    def _something(self) -> CoTDatabaseSettings:
+        if not self.sources and not self.cot:
+            raise ValueError("give sources (MCQ with explanations) and/or cot (verified chain-of-thought files)")
+        return self
+
+
+class DataSection(_Config):
+    holdout: tuple[HoldoutSettings, ...] = Field((), description="Hold out part of local files for evaluation.")
+    mixture: MixtureConfig = Field(description="The SFT mixture (aloe data build's config).")
+    prefs_general: PrefsConfig = Field(description="Preference pairs of DPO stage 1 (general, medical).")
+    prefs_safety: PrefsConfig = Field(description="Preference pairs of DPO stage 2 (red-teaming safety).")
+    cot_db: CoTDatabaseSettings | None = Field(None, description="Medprompt's database (needed by eval.medprompt).")
+
+
+class Launcher(_Config):
+    """How the training stages run: in this process, or under ``accelerate launch`` (multi-GPU, DeepSpeed/FSDP)."""
+
+    accelerate_config: Path | None = Field(
+        None, description="An accelerate config (recipes/accelerate/*.yaml); None trains in this process."
+    )
+    num_processes: int | None = Field(None, ge=1, description="Processes (GPUs) for accelerate launch.")
+
+
+class DPOSection(_Config):
+    settings: DPOSettings = Field(default_factory=dict, description="Shared DPO settings (aloe train dpo's config).")  # type: ignore[valid-type]
+    general: DPOStageSettings = Field(default_factory=dict, description="Stage 1: general preference data.")  # type: ignore[valid-type]
+    safety: DPOStageSettings = Field(default_factory=dict, description="Stage 2: red-teaming safety data.")  # type: ignore[valid-type]
+
+
+class MedpromptSection(_Config):
+    enabled: bool = Field(True, description="Evaluate the final model with Medprompt.")
+    model: ModelLabel = Field("dpo_safety", description="Which recipe model Medprompt runs on.")
+    benchmarks: tuple[str, ...] | None = Field(None, description="Default: the eval benchmarks.")
+    limit: int | None = Field(None, ge=1, description="First N questions of each benchmark (default: eval.limit).")
+    settings: MedpromptSettings = Field(
+        default_factory=MedpromptSettings, description="Medprompt settings; the database is the data stage's."
+    )
+    ablation: bool = Field(False, description="Also run the ladder zero-shot -> ... -> ensemble on the same model.")
+
+
+class EvalSection(_Config):
+    benchmarks: tuple[str, ...] = Field(description="Benchmarks or groups (file:PATH for a file of one's own).")
+    models: tuple[ModelLabel, ...] = Field(MODEL_STAGES, description="Recipe models scored by log-likelihood.")
+    limit: int | None = Field(None, ge=1, description="First N questions of each benchmark.")
+    num_fewshot: int = Field(0, ge=0, description="Solved examples before each question (log-likelihood).")
+    medprompt: MedpromptSection = Field(default_factory=MedpromptSection, description="Medprompt on one model.")
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+
+class SafetySection(_Config):
+    models: tuple[ModelLabel, ...] = Field(
+        ("merged", "dpo_safety"), description="Models red-teamed: before and after alignment."
+    )
+    suites: tuple[str, ...] = Field(("advbench", "xstest"), description="Suites (aloe safety --suites).")
+    styles: tuple[str, ...] = Field(DEFAULT_STYLES, description="Attack styles (aloekit.safety.styles).")
+    limit: int | None = Field(25, ge=1, description="Prompts sampled per suite (seeded, the same for every model).")
+    max_tokens: int = Field(256, ge=1, description="Most new tokens per reply.")
+    judge: str = Field("offline", description="offline (rules) or llm:REF (a model judging with the rubric).")
+    bias: bool = Field(False, description="Also BBQ (needs data_dir).")
+    bbq_limit: int | None = Field(100, ge=1, description="BBQ questions sampled per category.")
+    truthfulness: bool = Field(False, description="Also TruthfulQA MC1/MC2.")
+    truthfulqa_limit: int | None = Field(None, ge=1, description="TruthfulQA: only the first N questions.")
+
+    @field_validator("judge")
+    @classmethod
+    def _judge(cls, value: str) -> str:
+        if value != "offline" and not value.startswith("llm:"):
+            raise ValueError(f"judge {value}: use offline or llm:REF (a model reference)")
+        return value
+
+
+class RecipeConfig(_Config):
+    """An ``aloe run`` recipe: every stage of the Aloe recipe, from one file."""
+
+    name: str = Field(description="The recipe's name (report title, model card).")
+    seed: int = Field(0, description="Seed of every stage (data order, DARE, sampling, bootstrap).")
+    data_dir: Path | None = Field(None, description="Folder laid out like shared/data; None: the Hub.")
+    models: ModelsSettings
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig,
+        description="Engine for generation and scoring in eval and safety (its model is set per stage): hf or vllm.",
+    )
+    launcher: Launcher = Field(default_factory=Launcher, description="How SFT and DPO run (in process / accelerate).")
+    data: DataSection
+    sft: SFTSettings = Field(description="SFT settings (aloe train sft's config without model, dataset, out).")  # type: ignore[valid-type]
+    merge: dict[str, Any] = Field(
+        description="A mergekit config (DARE-TIES in the Aloe paper) over {base}, {instruct} and {sft}."
+    )
+    dpo: DPOSection = Field(default_factory=DPOSection)
+    eval: EvalSection
+    safety: SafetySection = Field(default_factory=SafetySection)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RecipeConfig:
+        from aloekit.merge.config import MergeConfig
+
+        try:
+            MergeConfig.model_validate(merge_config(self.merge, base="b", instruct="i", sft="s"))
+        except ValueError as e:
+            raise ValueError(f"merge: {str(e).splitlines()[0]}") from e
+        if self.eval.medprompt.enabled and self.eval.medprompt.settings.shots and self.data.cot_db is None:
+            raise ValueError("eval.medprompt needs data.cot_db (its few-shot examples), or settings.examples: none")
+        if self.safety.bias and self.data_dir is None:
+            raise ValueError("safety.bias reads BBQ from the data folder: set data_dir")
+        return self
+
+    @property
+    def instruct(self) -> str:
+        return self.models.instruct or self.models.base
+
+
+def merge_config(template: dict[str, Any], *, base: str, instruct: str, sft: str) -> dict[str, Any]:
+    """The recipe's merge section with its model placeholders filled in."""
+    names = {"{base}": base, "{instruct}": instruct, "{sft}": sft}
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            for key, replacement in names.items():
+                value = value.replace(key, replacement)
+            return value
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    return fill(template)
+
+
+def placeholders(run: Path, data_dir: Path | None) -> dict[str, str]:
+    """The path placeholders of a recipe run in folder ``run``."""
+    demo = Path(__file__).parent / "demo_data"
+    values = {
+        "demo_data": str(demo),
+        "run": str(run),
+        "holdout": str(run / "data" / "holdout"),
+    }
+    if data_dir is not None:
+        values["data_dir"] = str(data_dir)
+    return values
+
+
+_PLACEHOLDER = re.compile(r"\{(demo_data|data_dir|run|holdout)\}")
+
+
+def load_recipe(path: Path, *, run: Path | None = None, data_dir: Path | None = None) -> tuple[RecipeConfig, str, Path]:
+    """Read a recipe; return it (placeholders filled), its text as written, and the run folder.
+
+    The run folder is ``run`` if given, else ``runs/<name>`` next to the current directory. ``data_dir``
+    overrides the recipe's (and every section's) data folder. Any problem is one UserError naming the file, the
+    line and the key.
+    """
+    from aloekit.config import read_config_text
+
+    text = read_config_text(path, "recipe")
+    data, _ = read_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe is a mapping of keys ({', '.join(RecipeConfig.model_fields)})")
+    name = str(data.get("name") or path.stem)
+    folder = (run or Path("runs") / name).expanduser().absolute()
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
+    recipe_dir = data.get("data_dir")
+    if data_dir is None and isinstance(recipe_dir, str) and "{" not in recipe_dir:
+        # A relative data_dir is relative to the recipe file, so a recipe runs the same from any directory.
+        data_dir = (path.parent / recipe_dir).resolve() if not Path(recipe_dir).is_absolute() else Path(recipe_dir)
+    values = placeholders(folder, data_dir)
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise UserError(f"{path}: {{{key}}} is used but no data_dir is set: add data_dir or pass --data-dir")
+        return values[key]
+
+    filled_text = _PLACEHOLDER.sub(fill, text)
+    filled, root = read_yaml(filled_text, str(path))
+    filled["data_dir"] = str(data_dir) if data_dir is not None else None
+    launcher = filled.get("launcher")
+    if isinstance(launcher, dict) and isinstance(launcher.get("accelerate_config"), str):
+        # Relative to the recipe file, like data_dir: recipes/aloe-8b.yaml names accelerate/deepspeed_zero3.yaml.
+        launcher["accelerate_config"] = str((path.parent / launcher["accelerate_config"]).resolve())
+    data_section = filled.get("data")
+    if data_dir is not None and isinstance(data_section, dict):
+        for key in ("mixture", "prefs_general", "prefs_safety"):
+            if isinstance(data_section.get(key), dict):
+                data_section[key]["data_dir"] = str(data_dir)
+    from pydantic import ValidationError
+
+    try:
+        recipe = RecipeConfig.model_validate(filled)
+    except ValidationError as e:
+        raise UserError(validation_message(e, RecipeConfig, str(path), root)) from e
+    except ValueError as e:  # pragma: no cover - pydantic wraps validator errors; kept for safety
+        raise UserError(f"{path}: {e}") from e
+    _check_files(recipe, path, root)
+    return recipe, text, folder
+
+
+def _check_files(recipe: RecipeConfig, path: Path, root: Any) -> None:
+    """Files a recipe names that must exist before the run starts (and not an hour into it)."""
+    launcher = recipe.launcher.accelerate_config
+    if launcher is not None and not launcher.is_file():
+        line = node_line(root, ["launcher", "accelerate_config"])
+        raise UserError(f"{path} line {line}: launcher.accelerate_config {launcher} not found: fix the path")
+    for index, holdout in enumerate(recipe.data.holdout):
+        if not holdout.path.is_file():
+            line = node_line(root, ["data", "holdout", index, "path"])
+            raise UserError(f"{path} line {line}: data.holdout[{index}].path {holdout.path} not found: fix the path")

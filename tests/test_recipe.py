@@ -1,0 +1,218 @@
+"""Specification of the recipe (aloekit.recipe) and the parts of ``aloe run`` that need no model: the held-out
+split, placeholders, one-line errors for bad recipes, and the dry run of every shipped recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aloekit.errors import UserError
+from aloekit.recipe import load_recipe
+from aloekit.run import dry_run, split_holdout
+from support import aloe, assert_one_line_error
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _mcq_file(path: Path, subjects: dict[str, int]) -> Path:
+    rows = []
+    for subject, n in subjects.items():
+        for i in range(n):
+            rows.append(
+                {"id": f"{subject}-{i}", "question": f"{subject} question {i}?", "options": ["a", "b"], "answer": 0}
+                | {"subject": subject}
+            )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+class TestHoldout:
+    def test_every_row_lands_in_exactly_one_part(self, tmp_path: Path) -> None:
+        path = _mcq_file(tmp_path / "q.jsonl", {"cardiology": 11, "neurology": 7, "renal": 1})
+        train, held = split_holdout(path, 0.25, seed=0)
+        ids = lambda lines: [json.loads(line)["id"] for line in lines]  # noqa: E731
+        assert sorted(ids(train) + ids(held)) == sorted(ids(path.read_text().splitlines()))
+        assert not set(ids(train)) & set(ids(held))
+
+    def test_each_subject_is_held_out_in_proportion_and_at_least_once(self, tmp_path: Path) -> None:
+        path = _mcq_file(tmp_path / "q.jsonl", {"cardiology": 12, "neurology": 3})
+        _, held = split_holdout(path, 0.25, seed=0)
+        subjects = [json.loads(line)["subject"] for line in held]
+        assert subjects.count("cardiology") == 3
+        assert subjects.count("neurology") == 1
+
+    def test_the_split_is_seeded(self, tmp_path: Path) -> None:
+        path = _mcq_file(tmp_path / "q.jsonl", {"cardiology": 20})
+        assert split_holdout(path, 0.3, seed=1) == split_holdout(path, 0.3, seed=1)
+        assert split_holdout(path, 0.3, seed=1) != split_holdout(path, 0.3, seed=2)
+
+    def test_a_label_marks_only_the_held_out_rows(self, tmp_path: Path) -> None:
+        path = _mcq_file(tmp_path / "q.jsonl", {"x": 8})
+        train, held = split_holdout(path, 0.5, seed=0, label="safe")
+        assert all(json.loads(line)["label"] == "safe" for line in held)
+        assert all("label" not in json.loads(line) for line in train)
+
+    def test_a_line_that_is_not_json_is_named(self, tmp_path: Path) -> None:
+        path = tmp_path / "bad.jsonl"
+        path.write_text('{"id": 1}\nnot json\n')
+        with pytest.raises(UserError, match=r"bad.jsonl line 2: not JSON"):
+            split_holdout(path, 0.5, seed=0)
+
+
+class TestRecipeFile:
+    def test_placeholders_are_filled_with_the_run_folder_and_the_demo_corpus(self, tmp_path: Path) -> None:
+        recipe, text, folder = load_recipe(RECIPES / "demo.yaml", run=tmp_path / "run")
+        assert folder == (tmp_path / "run").absolute()
+        assert "{holdout}" in text  # the text as written is what the run records
+        assert recipe.data.holdout[0].path.is_file()  # {demo_data}: the corpus inside the package
+        assert recipe.eval.benchmarks == (f"file:{folder}/data/holdout/mcq-eval.jsonl",)
+
+    def test_an_unknown_key_is_named_with_its_line(self, tmp_path: Path) -> None:
+        text = (RECIPES / "demo.yaml").read_text().replace("  learning_rate: 5.0e-5", "  learning_rat: 5.0e-5")
+        path = tmp_path / "typo.yaml"
+        path.write_text(text)
+        with pytest.raises(UserError) as error:
+            load_recipe(path, run=tmp_path / "run")
+        line = 1 + text.splitlines().index("  learning_rat: 5.0e-5")
+        assert f"typo.yaml line {line}: unknown key 'learning_rat'" in str(error.value)
+
+    def test_a_missing_holdout_file_fails_before_the_run(self, tmp_path: Path) -> None:
+        text = (RECIPES / "demo.yaml").read_text().replace("{demo_data}/mcq.jsonl", "/nowhere/mcq.jsonl")
+        path = tmp_path / "missing.yaml"
+        path.write_text(text)
+        with pytest.raises(UserError, match=r"data.holdout\[0\].path /nowhere/mcq.jsonl not found"):
+            load_recipe(path, run=tmp_path / "run")
+
+    def test_the_data_dir_placeholder_needs_a_data_dir(self, tmp_path: Path) -> None:
+        text = (RECIPES / "demo.yaml").read_text().replace("{demo_data}/mcq.jsonl", "{data_dir}/mcq.jsonl")
+        path = tmp_path / "nodir.yaml"
+        path.write_text(text)
+        with pytest.raises(UserError, match=r"\{data_dir\} is used but no data_dir is set"):
+            load_recipe(path, run=tmp_path / "run")
+
+    def test_an_unknown_merge_method_is_refused_at_load(self, tmp_path: Path) -> None:
+        text = (RECIPES / "demo.yaml").read_text().replace("merge_method: dare_ties", "merge_method: blend")
+        path = tmp_path / "merge.yaml"
+        path.write_text(text)
+        with pytest.raises(UserError, match=r"merge"):
+            load_recipe(path, run=tmp_path / "run")
+
+    def test_medprompt_without_a_database_is_refused(self, tmp_path: Path) -> None:
+        text = (RECIPES / "demo.yaml").read_text()
+        start = text.index("  cot_db:")
+        end = text.index("\nsft:")
+        path = tmp_path / "nodb.yaml"
+        path.write_text(text[:start] + text[end:])
+        with pytest.raises(UserError, match=r"eval.medprompt needs data.cot_db"):
+            load_recipe(path, run=tmp_path / "run")
+
+
+class TestCommandLine:
+    def test_bad_recipe_is_one_line_and_exit_code_2(self, tmp_path: Path) -> None:
+        path = tmp_path / "broken.yaml"
+        path.write_text("name: x\nmodels: [unclosed\n")
+        assert_one_line_error(aloe("run", str(path), "--out", str(tmp_path / "run")), "broken.yaml", "line")
+
+    def test_an_unknown_stage_is_named_with_the_known_ones(self, tmp_path: Path) -> None:
+        result = aloe("run", str(RECIPES / "demo.yaml"), "--out", str(tmp_path / "run"), "--from", "training")
+        assert_one_line_error(result, "--from training", "data, sft, merge, dpo, eval, safety, report")
+
+    def test_the_dry_run_prints_every_stage_and_writes_nothing(self, tmp_path: Path) -> None:
+        result = aloe("run", str(RECIPES / "demo.yaml"), "--out", str(tmp_path / "run"), "--dry-run")
+        assert result.returncode == 0, result.stderr
+        for stage in ("data", "sft", "merge", "dpo", "eval", "safety", "report"):
+            assert f"│ {stage}" in result.stdout
+        assert "7 stages planned, nothing was run" in result.stdout
+        assert not (tmp_path / "run").exists()
+
+
+class TestShippedRecipes:
+    def test_the_paper_scale_recipe_validates_and_plans_deepspeed(self, tmp_path: Path) -> None:
+        recipe, _, folder = load_recipe(RECIPES / "aloe-8b.yaml", run=tmp_path / "run")
+        assert recipe.models.base == "meta-llama/Llama-3.1-8B"
+        assert recipe.engine.backend == "vllm"
+        plan = {row["stage"]: row for row in dry_run(recipe, folder)}
+        assert "DEEPSPEED" in plan["sft"]["launch"]
+        assert plan["sft"]["launch"].startswith("[DEEPSPEED] accelerate launch --config_file")
+        assert "dare_ties" in plan["merge"]["does"]
+
+    @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+    def test_the_real_data_recipe_validates_on_the_shared_data(self, tmp_path: Path) -> None:
+        recipe, _, folder = load_recipe(RECIPES / "real-data.yaml", run=tmp_path / "run", data_dir=SHARED_DATA)
+        assert recipe.data_dir == SHARED_DATA
+        assert {row["stage"] for row in dry_run(recipe, folder)} == {
+            "data",
+            "sft",
+            "merge",
+            "dpo",
+            "eval",
+            "safety",
+            "report",
+        }
+
+
+class TestLauncher:
+    def test_training_runs_under_accelerate_launch_with_the_recipes_config(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import subprocess
+
+        from aloekit import run as run_module
+        from aloekit.pipeline import StageContext
+
+        recipe, _, _ = load_recipe(RECIPES / "aloe-8b.yaml", run=tmp_path / "run")
+        calls: list[list[str]] = []
+        monkeypatch.setattr(
+            run_module.subprocess,
+            "run",
+            lambda argv, check: calls.append(argv) or subprocess.CompletedProcess(argv, 0),
+        )
+        ctx = StageContext(tmp_path / "sft", {}, {}, 0, lambda _: None)
+        ctx.folder.mkdir()
+        config = run_module._sft_config(recipe, str(tmp_path / "data"), tmp_path / "sft" / "train")
+        run_module._train(recipe, ctx, "sft", config, lambda resume: pytest.fail("trained in process"))
+        (argv,) = calls
+        assert argv[:3] == ["accelerate", "launch", "--config_file"]
+        assert argv[3].endswith("recipes/accelerate/deepspeed_zero3.yaml")
+        assert argv[4:] == [
+            "--num_processes",
+            "8",
+            "-m",
+            "aloekit.cli",
+            "train",
+            "sft",
+            str(ctx.folder / "sft.yaml"),
+            "--quiet",
+        ]
+        written = (ctx.folder / "sft.yaml").read_text()
+        assert "model: meta-llama/Llama-3.1-8B" in written and "precision: bf16" in written
+
+    def test_a_failed_launch_is_an_error_naming_the_stage(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import subprocess
+
+        from aloekit import run as run_module
+        from aloekit.pipeline import StageContext
+
+        recipe, _, _ = load_recipe(RECIPES / "aloe-8b.yaml", run=tmp_path / "run")
+        monkeypatch.setattr(run_module.subprocess, "run", lambda argv, check: subprocess.CompletedProcess(argv, 3))
+        ctx = StageContext(tmp_path / "dpo", {}, {}, 0, lambda _: None)
+        ctx.folder.mkdir()
+        config = run_module._sft_config(recipe, str(tmp_path / "data"), tmp_path / "dpo" / "train")
+        with pytest.raises(UserError, match="accelerate launch of dpo exited with 3"):
+            run_module._train(recipe, ctx, "dpo", config, lambda resume: None)
+
+    def test_an_accelerate_config_that_is_not_one_is_refused_by_the_dry_run(self, tmp_path: Path) -> None:
+        bogus = tmp_path / "not-accelerate.yaml"
+        bogus.write_text("hello: world\n")
+        text = (RECIPES / "aloe-8b.yaml").read_text().replace("accelerate/deepspeed_zero3.yaml", str(bogus))
+        recipe_file = tmp_path / "aloe-8b.yaml"
+        recipe_file.write_text(text)
+        recipe, _, folder = load_recipe(recipe_file, run=tmp_path / "run")
+        with pytest.raises(UserError, match="not an accelerate config"):
+            dry_run(recipe, folder)
