@@ -126,6 +126,12 @@ class MedpromptSection(_Config):
 
 class EvalSection(_Config):
     benchmarks: tuple[str, ...] = Field(description="Benchmarks or groups (file:PATH for a file of one's own).")
+    if_present: tuple[str, ...] = Field(
+        (),
+        description="Benchmarks evaluated only when their files are in data_dir (held-out test sets kept "
+        "elsewhere, e.g. MedQA's test split); a missing one is listed in skipped and in the report.",
+    )
+    skipped: tuple[str, ...] = Field((), description="Set by aloe run: if_present benchmarks whose files are absent.")
     models: tuple[ModelLabel, ...] = Field(MODEL_STAGES, description="Recipe models scored by log-likelihood.")
     limit: int | None = Field(None, ge=1, description="First N questions of each benchmark.")
     num_fewshot: int = Field(0, ge=0, description="Solved examples before each question (log-likelihood).")
@@ -142,6 +148,10 @@ class SafetySection(_Config):
         ("merged", "dpo_safety"), description="Models red-teamed: before and after alignment."
     )
     suites: tuple[str, ...] = Field(("advbench", "xstest"), description="Suites (aloe safety --suites).")
+    if_present: tuple[str, ...] = Field(
+        (), description="Suites used only when their files are in data_dir (e.g. HarmBench's test split)."
+    )
+    skipped: tuple[str, ...] = Field((), description="Set by aloe run: if_present suites whose files are absent.")
     styles: tuple[str, ...] = Field(DEFAULT_STYLES, description="Attack styles (aloekit.safety.styles).")
     limit: int | None = Field(25, ge=1, description="Prompts sampled per suite (seeded, the same for every model).")
     max_tokens: int = Field(256, ge=1, description="Most new tokens per reply.")
@@ -283,7 +293,49 @@ def load_recipe(path: Path, *, run: Path | None = None, data_dir: Path | None = 
     except ValueError as e:  # pragma: no cover - pydantic wraps validator errors; kept for safety
         raise UserError(f"{path}: {e}") from e
     _check_files(recipe, path, root)
-    return recipe, text, folder
+    return _with_present(recipe), text, folder
+
+
+def _with_present(recipe: RecipeConfig) -> RecipeConfig:
+    """The recipe with its ``if_present`` benchmarks and suites added where the data folder holds their files
+    (all of them when the data comes from the Hub), and the others listed as skipped."""
+    from aloekit.evaluation import benchmarks
+    from aloekit.evaluation.redteam import SUITES
+
+    data_dir = recipe.data_dir
+
+    def bench_present(name: str) -> bool:
+        if name not in benchmarks.REGISTRY:
+            raise UserError(
+                f"eval.if_present: unknown benchmark '{name}': choose from {', '.join(benchmarks.REGISTRY)}"
+            )
+        local = benchmarks.REGISTRY[name].local
+        return data_dir is None or (local is not None and (data_dir / local).is_file())
+
+    def suite_present(name: str) -> bool:
+        if name not in SUITES:
+            raise UserError(f"safety.if_present: unknown suite '{name}': choose from {', '.join(SUITES)}")
+        return data_dir is None or any(any(data_dir.glob(pattern)) for pattern in SUITES[name].files)
+
+    ev, sa = recipe.eval, recipe.safety
+    eval_present = [n for n in ev.if_present if bench_present(n)]
+    suites_present = [n for n in sa.if_present if suite_present(n)]
+    return recipe.model_copy(
+        update={
+            "eval": ev.model_copy(
+                update={
+                    "benchmarks": tuple(dict.fromkeys([*ev.benchmarks, *eval_present])),
+                    "skipped": tuple(n for n in ev.if_present if n not in eval_present),
+                }
+            ),
+            "safety": sa.model_copy(
+                update={
+                    "suites": tuple(dict.fromkeys([*sa.suites, *suites_present])),
+                    "skipped": tuple(n for n in sa.if_present if n not in suites_present),
+                }
+            ),
+        }
+    )
 
 
 def _check_files(recipe: RecipeConfig, path: Path, root: Any) -> None:

@@ -525,6 +525,7 @@ def summary(recipe: RecipeConfig, text: str, recipe_path: Path, manifests: dict[
         if metrics:
             training[f"dpo_{stage}"] = {"log_history": metrics.get("log_history", []), "metrics": metrics}
     result["training"] = training
+    result["skipped"] = {"benchmarks": list(recipe.eval.skipped), "suites": list(recipe.safety.skipped)}
     evals = outputs.get("eval", {})
     loglik = evals.get("loglik", {})
     result["benchmarks"] = {
@@ -624,8 +625,26 @@ def run_recipe(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "recipe.yaml", text)
     atomic_write_text(folder / "recipe.resolved.json", json.dumps(recipe.model_dump(mode="json"), indent=2) + "\n")
+    _preflight(recipe)
     stages = build_stages(recipe, text, recipe_path)
     return run_stages(stages, folder, seed=recipe.seed, from_stage=from_stage, only=only, log=log)
+
+
+def _preflight(recipe: RecipeConfig) -> None:
+    """Read the recipe's registered benchmarks and safety suites from the data folder now: a missing or malformed
+    file fails in seconds, not after the training stages. (From the Hub they are read when evaluated.)"""
+    if recipe.data_dir is None:
+        return
+    from aloekit.config import MCQAConfig
+    from aloekit.evaluation.mcqa import load_benchmarks
+    from aloekit.evaluation.redteam import load_suite
+
+    registered = _registered_evals(recipe)
+    if registered:
+        load_benchmarks(MCQAConfig(benchmarks=tuple(registered), data_dir=recipe.data_dir))
+    for suite in recipe.safety.suites:
+        if not suite.startswith("file:"):
+            load_suite(suite, recipe.data_dir)
 
 
 def dry_run(recipe: RecipeConfig, folder: Path) -> list[dict[str, Any]]:

@@ -469,7 +469,15 @@ def _benchmarks(summary: Mapping[str, Any]) -> list[Block]:
             lambda: charts.benchmarks_by_stage(results),
         )
     )
-    return blocks
+    return blocks + _skipped(summary, "benchmarks")
+
+
+def _skipped(summary: Mapping[str, Any], kind: str) -> list[Block]:
+    """A note for the recipe's optional evaluation sets whose files were not in the data folder."""
+    names = list((summary.get("skipped") or {}).get(kind) or [])
+    if not names:
+        return []
+    return [Note(f"Not evaluated, their files are not in the data folder: {', '.join(names)}.")]
 
 
 def mcqa_table(results: Mapping[str, Mapping[str, Any]], *, caption: str) -> Table:
@@ -578,7 +586,7 @@ def _safety(summary: Mapping[str, Any]) -> list[Block]:
                 lambda: charts.over_refusal(dict(sides)),
             )
         )
-    return blocks
+    return blocks + _skipped(summary, "suites")
 
 
 def safety_setup(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
