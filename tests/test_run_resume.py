@@ -88,7 +88,7 @@ eval:
   medprompt:
     limit: 3
     ablation: true
-    settings: {{k: 2, runs: 2, max_tokens: 8, cot: false}}
+    settings: {{k: 1, runs: 2, max_tokens: 8, cot: false}}
 safety:
   suites: ["file:{{holdout}}/harmful-eval.jsonl"]
   styles: [plain, role_play]
