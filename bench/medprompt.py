@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--skip-ladder", action="store_true")
     parser.add_argument(
+        "--ladder-runs", type=int, default=5, help="ensemble size of the ladder's last step (the cost uses 5)"
+    )
+    parser.add_argument(
         "--work", type=Path, help="folder for the database and the ladder's cache: rerun with it to resume a kill"
     )
     args = parser.parse_args()
@@ -132,11 +135,12 @@ def main() -> None:
     if not args.skip_ladder:
         # The cost is recorded now: the ladder takes about an hour, and a kill must not lose this measurement.
         record("medprompt", "\n".join([*lines, "", "Ablation ladder: running (rerun with --work to resume it)."]))
-        ladder_cfg = config(args, db, benchmarks, args.questions, 5)
+        ladder_cfg = config(args, db, benchmarks, args.questions, args.ladder_runs)
         result = run_ablation(engine, ladder_cfg, work / "ladder", model=model, progress=False)
         lines += [
             "",
-            f"Ablation ladder ({', '.join(benchmarks)}, first {args.questions} questions each, "
+            f"Ablation ladder ({', '.join(benchmarks)}, first {args.questions} questions each, ensemble of "
+            f"{args.ladder_runs} runs in the last step, "
             f"n={result['steps'][0]['n']}; accuracy with 95% bootstrap CI; change: paired bootstrap CI against the "
             "step before):",
             "",
