@@ -118,7 +118,8 @@ def main() -> None:
         + ": `bench/medprompt.py`",
         "",
         f"Command: `bench/medprompt.py --data-dir {args.data_dir} --benchmarks {args.benchmarks} --questions "
-        f"{args.questions} --k {args.k} --max-tokens {args.max_tokens} --cost-questions {args.cost_questions}`. "
+        f"{args.questions} --k {args.k} --max-tokens {args.max_tokens} --cost-questions {args.cost_questions} "
+        f"--ladder-runs {args.ladder_runs}`. "
         f"Embedded SmolLM2-135M-Instruct, hf engine (batch {args.batch_size}), "
         f"2 CPU cores. Database: {manifest['items']} verified examples (MedMCQA expert explanations that agree "
         "with the key, PubMedQA labeled non-test long answers), all-MiniLM-L6-v2, decontaminated against every "
