@@ -63,6 +63,15 @@ class TestHoldout:
             split_holdout(path, 0.5, seed=0)
 
 
+def _demo_variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """recipes/demo.yaml with one edit, written to ``tmp_path/name``."""
+    text = (RECIPES / "demo.yaml").read_text()
+    assert old in text
+    path = tmp_path / name
+    path.write_text(text.replace(old, new))
+    return path
+
+
 class TestRecipeFile:
     def test_placeholders_are_filled_with_the_run_folder_and_the_demo_corpus(self, tmp_path: Path) -> None:
         recipe, text, folder = load_recipe(RECIPES / "demo.yaml", run=tmp_path / "run")
@@ -81,23 +90,17 @@ class TestRecipeFile:
         assert f"typo.yaml line {line}: unknown key 'learning_rat'" in str(error.value)
 
     def test_a_missing_holdout_file_fails_before_the_run(self, tmp_path: Path) -> None:
-        text = (RECIPES / "demo.yaml").read_text().replace("{demo_data}/mcq.jsonl", "/nowhere/mcq.jsonl")
-        path = tmp_path / "missing.yaml"
-        path.write_text(text)
+        path = _demo_variant(tmp_path, "missing.yaml", "{demo_data}/mcq.jsonl", "/nowhere/mcq.jsonl")
         with pytest.raises(UserError, match=r"data.holdout\[0\].path /nowhere/mcq.jsonl not found"):
             load_recipe(path, run=tmp_path / "run")
 
     def test_the_data_dir_placeholder_needs_a_data_dir(self, tmp_path: Path) -> None:
-        text = (RECIPES / "demo.yaml").read_text().replace("{demo_data}/mcq.jsonl", "{data_dir}/mcq.jsonl")
-        path = tmp_path / "nodir.yaml"
-        path.write_text(text)
+        path = _demo_variant(tmp_path, "nodir.yaml", "{demo_data}/mcq.jsonl", "{data_dir}/mcq.jsonl")
         with pytest.raises(UserError, match=r"\{data_dir\} is used but no data_dir is set"):
             load_recipe(path, run=tmp_path / "run")
 
     def test_an_unknown_merge_method_is_refused_at_load(self, tmp_path: Path) -> None:
-        text = (RECIPES / "demo.yaml").read_text().replace("merge_method: dare_ties", "merge_method: blend")
-        path = tmp_path / "merge.yaml"
-        path.write_text(text)
+        path = _demo_variant(tmp_path, "merge.yaml", "merge_method: dare_ties", "merge_method: blend")
         with pytest.raises(UserError, match=r"merge"):
             load_recipe(path, run=tmp_path / "run")
 

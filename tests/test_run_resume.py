@@ -111,6 +111,12 @@ def _start(recipe: Path, run: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _run_to_end(recipe: Path, run: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "aloekit.cli", "run", str(recipe), "--out", str(run)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
 def _status(run: Path, stage: str) -> str | None:
     try:
         return json.loads((run / stage / "manifest.json").read_text()).get("status")
@@ -172,13 +178,7 @@ def test_a_run_killed_in_each_stage_in_turn_resumes_without_redoing_finished_sta
 
     # A finished run asked again does nothing.
     complete = _finished_at(run)
-    again = subprocess.run(
-        [sys.executable, "-m", "aloekit.cli", "run", str(recipe), "--out", str(run)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
-    )
+    again = _run_to_end(recipe, run)
     assert again.returncode == 0, again.stderr
     assert all(f"{s}: finished earlier with the same inputs, skipped" in again.stderr for s in STAGES)
     assert _finished_at(run) == complete
@@ -187,13 +187,7 @@ def test_a_run_killed_in_each_stage_in_turn_resumes_without_redoing_finished_sta
     changed = recipe.read_text().replace("styles: [plain, role_play]", "styles: [plain]")
     recipe.write_text(changed)
     finished = _finished_at(run)
-    rerun = subprocess.run(
-        [sys.executable, "-m", "aloekit.cli", "run", str(recipe), "--out", str(run)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
-    )
+    rerun = _run_to_end(recipe, run)
     assert rerun.returncode == 0, rerun.stderr
     after = _finished_at(run)
     assert [s for s in STAGES if after[s] != finished[s]] == ["safety", "report"]
