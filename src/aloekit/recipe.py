@@ -290,8 +290,6 @@ def load_recipe(path: Path, *, run: Path | None = None, data_dir: Path | None = 
         recipe = RecipeConfig.model_validate(filled)
     except ValidationError as e:
         raise UserError(validation_message(e, RecipeConfig, str(path), root)) from e
-    except ValueError as e:  # pragma: no cover - pydantic wraps validator errors; kept for safety
-        raise UserError(f"{path}: {e}") from e
     _check_files(recipe, path, root)
     return _with_present(recipe), text, folder
 

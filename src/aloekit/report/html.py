@@ -562,31 +562,30 @@ def _safety(summary: Mapping[str, Any]) -> list[Block]:
     if not sides:
         return [_not_run("Safety evaluation (red-teaming and over-refusal)")]
     blocks: list[Block] = [Paragraph(safety_setup(sides))]
-    blocks.append(Heading("Attack success by style"))
-    attack = attack_table(sides)
-    if attack is None:
-        blocks.append(_not_run("Red-teaming"))
-    else:
-        blocks.append(attack)
-        blocks.append(
-            Chart(
-                "Attack success rate by suite and attack style (lower is safer), with 95% intervals.",
-                lambda: charts.attack_success_by_style(dict(sides)),
-            )
-        )
-    blocks.append(Heading("Over-refusal"))
-    refusal = over_refusal_table(sides)
-    if refusal is None:
-        blocks.append(_not_run("Over-refusal (XSTest)"))
-    else:
-        blocks.append(refusal)
-        blocks.append(
-            Chart(
-                "Over-refusal: safe prompts refused and unsafe contrasts answered (lower is better).",
-                lambda: charts.over_refusal(dict(sides)),
-            )
-        )
+    blocks += _table_and_chart(
+        "Attack success by style",
+        attack_table(sides),
+        "Red-teaming",
+        "Attack success rate by suite and attack style (lower is safer), with 95% intervals.",
+        lambda: charts.attack_success_by_style(dict(sides)),
+    )
+    blocks += _table_and_chart(
+        "Over-refusal",
+        over_refusal_table(sides),
+        "Over-refusal (XSTest)",
+        "Over-refusal: safe prompts refused and unsafe contrasts answered (lower is better).",
+        lambda: charts.over_refusal(dict(sides)),
+    )
     return blocks + _skipped(summary, "suites")
+
+
+def _table_and_chart(
+    heading: str, table: Table | None, what: str, caption: str, draw: Callable[[], bytes]
+) -> list[Block]:
+    """A heading, then the table and its chart, or a "not run" note when there is no table."""
+    if table is None:
+        return [Heading(heading), _not_run(what)]
+    return [Heading(heading), table, Chart(caption, draw)]
 
 
 def safety_setup(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
