@@ -565,8 +565,16 @@ def test_the_embedded_model_trains_a_lora_stage_into_a_standalone_model(smollm2_
 
 
 def test_two_processes_under_accelerate_launch_on_cpu(tiny_llama: Path, tmp_path: Path) -> None:
-    """recipes/accelerate/ddp_cpu.yaml starts 2 processes (gloo): both train the stage, the first writes it."""
-    config = make_config(tiny_llama, tmp_path / "out", [stage("s1", pairs_folder(tmp_path / "p1", 0), max_steps=2)])
+    """recipes/accelerate/ddp_cpu.yaml starts 2 processes (gloo): both train the stage, the first writes it.
+
+    The reference cache starts empty, so the reference pass really runs across both processes (a cache hit would
+    skip TRL's pass and the file hand-over between ranks it does)."""
+    config = make_config(
+        tiny_llama,
+        tmp_path / "out",
+        [stage("s1", pairs_folder(tmp_path / "p1", 0), max_steps=2)],
+        ref_cache_dir=str(tmp_path / "refcache"),
+    )
     path = tmp_path / "dpo.yaml"
     path.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
     result = accelerate_cpu("train", "dpo", str(path), "--quiet")
@@ -574,3 +582,4 @@ def test_two_processes_under_accelerate_launch_on_cpu(tiny_llama: Path, tmp_path
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("s1", "done")]
     assert (tmp_path / "out" / "s1" / "model" / "model.safetensors").is_file()
+    assert len(list((tmp_path / "refcache").glob("*.safetensors"))) == 2, "train and eval values, computed now"

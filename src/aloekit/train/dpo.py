@@ -563,6 +563,7 @@ def _build_trainer(
             peft_config=config.lora.peft_config() if config.lora else None,
             callbacks=callbacks,
             ref_cache=cache,
+            ref_exchange_dir=stage_dir / "ref-logps",
         )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout
@@ -589,9 +590,10 @@ def _trainer_class() -> Any:
     from trl import DPOTrainer
 
     class AloeDPOTrainer(DPOTrainer):  # type: ignore[misc]
-        def __init__(self, *args: Any, ref_cache: refcache.RefCache, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, ref_cache: refcache.RefCache, ref_exchange_dir: Path, **kwargs: Any) -> None:
             # Set before DPOTrainer.__init__, which runs the reference pass (precompute_ref_log_probs).
             self.aloe_ref_cache = ref_cache
+            self.aloe_ref_exchange_dir = ref_exchange_dir
             super().__init__(*args, **kwargs)
 
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
@@ -600,7 +602,11 @@ def _trainer_class() -> Any:
                 # sees the same random state whether the values were computed now or read from the cache.
                 devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
                 with torch.random.fork_rng(devices=devices):
-                    return super(AloeDPOTrainer, self)._precompute_ref_logps(dataset, name, batch_size)
+                    return super(AloeDPOTrainer, self)._precompute_ref_logps(
+                        _shared_cache_path(dataset, self.aloe_ref_exchange_dir, self.accelerator.num_processes),
+                        name,
+                        batch_size,
+                    )
 
             with _score_completions_only():
                 return self.aloe_ref_cache.attach(dataset, name, compute)
@@ -611,6 +617,22 @@ def _trainer_class() -> Any:
 
     _TRAINER = AloeDPOTrainer
     return _TRAINER
+
+
+def _shared_cache_path(dataset: Any, folder: Path, num_processes: int) -> Any:
+    """``dataset``, with its cache files written where every process can read them.
+
+    TRL's reference pass has the main process write the values to ``dataset._get_cache_file_path(fingerprint)``
+    and every process read that file back. For a dataset held in memory (ours: pairs read from JSONL) that path is
+    a random name in a temporary folder private to each process, so under ``accelerate launch`` the other ranks
+    find nothing (FileNotFoundError) the first time a stage runs. The stage folder is shared by every rank, and
+    the fingerprint TRL passes is broadcast from rank 0, so every rank names the same file there.
+    """
+    if num_processes <= 1 or dataset.cache_files:
+        return dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset._get_cache_file_path = lambda fingerprint: str(folder / f"cache-{fingerprint}.arrow")
+    return dataset
 
 
 @contextlib.contextmanager
