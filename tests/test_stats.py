@@ -199,3 +199,35 @@ def test_wilson_interval_does_not_collapse_at_zero_and_matches_the_textbook_valu
     lo, hi = wilson_ci(5, 10)
     assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert wilson_ci(10, 10)[1] == 1.0 and wilson_ci(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+
+
+# --- accuracy_ci --------------------------------------------------------------------------------------------------
+
+
+def test_an_accuracy_of_none_right_out_of_8_is_not_reported_as_certainly_zero() -> None:
+    """The bootstrap would say [0, 0]; the Wilson interval allows up to about 32% on 8 questions."""
+    from aloekit.evaluation.stats import accuracy_ci
+
+    lo, hi = accuracy_ci([0.0] * 8)
+    assert lo == 0.0 and hi == pytest.approx(0.3244, abs=1e-4)
+
+
+def test_an_accuracy_of_all_right_gets_the_mirror_interval() -> None:
+    from aloekit.evaluation.stats import accuracy_ci
+
+    lo, hi = accuracy_ci([1.0] * 8)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.3244, abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_mixed_accuracy_keeps_the_seeded_bootstrap_interval(seed: int) -> None:
+    from aloekit.evaluation.stats import accuracy_ci
+
+    values = bernoulli(0.3, 40, seed)
+    assert accuracy_ci(values, seed=seed) == bootstrap_ci(values, seed=seed)
+
+
+def test_no_answers_give_a_nan_accuracy_interval() -> None:
+    from aloekit.evaluation.stats import accuracy_ci
+
+    assert all(math.isnan(bound) for bound in accuracy_ci([]))

@@ -71,7 +71,7 @@ from aloekit.data.sources.mcqa import LETTERS, field, read_jsonl
 from aloekit.engines.base import Engine, LoglikelihoodRequest
 from aloekit.errors import MalformedRow, UserError
 from aloekit.evaluation.cache import RequestCache, fill_loglikelihoods, request_key
-from aloekit.evaluation.stats import bootstrap_ci
+from aloekit.evaluation.stats import accuracy_ci
 from aloekit.models import atomic_write_text
 from aloekit.provenance import package_versions
 
@@ -461,7 +461,7 @@ def _interval(values: tuple[float, float]) -> list[float | None]:
 
 def _accuracy(answered: Iterable[Answered], seed: int) -> tuple[float | None, list[float | None]]:
     correct = [float(a.correct) for a in answered]
-    return _number(float(np.mean(correct)) if correct else math.nan), _interval(bootstrap_ci(correct, seed=seed))
+    return _number(float(np.mean(correct)) if correct else math.nan), _interval(accuracy_ci(correct, seed=seed))
 
 
 def _report(answered: list[Answered], seed: int) -> dict[str, Any]:

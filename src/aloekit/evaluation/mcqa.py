@@ -9,10 +9,10 @@ Two modes:
 * ``generate``: the model answers in its chat template and the chosen letter is extracted from its text; an
   answer that cannot be read is counted as wrong *and* reported as unparseable, never replaced by a guess.
 
-Outputs, in ``out_dir``: ``results.json`` (per benchmark and group: n, accuracy with a 95% bootstrap CI, the
-distribution of predicted answers next to the gold one, unparseable rate, tokens, seconds, plus the config, the
-model's fingerprint, package versions and seed), ``samples.jsonl`` (one line per question) and ``cache.jsonl``
-(what makes a killed run resumable).
+Outputs, in ``out_dir``: ``results.json`` (per benchmark and group: n, accuracy with a 95% CI (bootstrap;
+Wilson at 0/n and n/n), the distribution of predicted answers next to the gold one, unparseable rate, tokens,
+seconds, plus the config, the model's fingerprint, package versions and seed), ``samples.jsonl`` (one line per
+question) and ``cache.jsonl`` (what makes a killed run resumable).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from aloekit.engines.base import Engine, GenerationRequest, LoglikelihoodRequest
 from aloekit.errors import UserError
 from aloekit.evaluation import benchmarks, prompts
 from aloekit.evaluation.cache import RequestCache, request_key
-from aloekit.evaluation.stats import bootstrap_ci, distribution, weighted_mean
+from aloekit.evaluation.stats import accuracy_ci, distribution, weighted_mean
 from aloekit.models import atomic_write_text
 from aloekit.progress import progress_bar
 from aloekit.prompting.answers import extract_choice
@@ -341,7 +341,7 @@ def _label(run_choices: list[str], index: int | None) -> str | None:
 def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]:
     correct = [float(s.correct) for s in run.scored]
     labels = run.scored[0].choices if run.scored else []
-    lo, hi = bootstrap_ci(correct, seed=seed)
+    lo, hi = accuracy_ci(correct, seed=seed)
     result: dict[str, Any] = {
         "n": len(correct),
         "acc": float(np.mean(correct)) if correct else float("nan"),
@@ -352,7 +352,7 @@ def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]
         result["retries"] = sum(len(a["retries"]) for s in run.scored for a in (s.detail or {}).get("answers", []))
     if mode == "loglik":
         norm = [float(s.pred_norm == s.item.answer) for s in run.scored]
-        lo_n, hi_n = bootstrap_ci(norm, seed=seed)
+        lo_n, hi_n = accuracy_ci(norm, seed=seed)
         result["acc_norm"] = float(np.mean(norm)) if norm else float("nan")
         result["acc_norm_ci95"] = [lo_n, hi_n]
     else:
@@ -377,7 +377,7 @@ def _results(
     group_results = {}
     for group, members in groups.items():
         correct = [float(s.correct) for m in members for s in by_name[m].scored]
-        lo, hi = bootstrap_ci(correct, seed=config.seed)
+        lo, hi = accuracy_ci(correct, seed=config.seed)
         group_results[group] = {
             "n": len(correct),
             # Size-weighted, as lm-eval's multimedqa: equal to the mean over all questions of the members.

@@ -1,7 +1,8 @@
 """Small, dependency-light statistics for evaluation reports: means, bootstrap CIs, answer distributions.
 
 Accuracy on a few hundred questions moves by several points between runs of equally good models, so every score
-is reported with a 95% percentile-bootstrap interval. The resampling is vectorised and seeded, so the same
+is reported with a 95% percentile-bootstrap interval (the Wilson interval for an accuracy of 0/n or n/n, where
+the bootstrap has nothing to resample). The resampling is vectorised and seeded, so the same
 per-question scores always give the same interval, and a rerun of a cached evaluation reproduces its report.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "distribution", "mean", "weighted_mean", "wilson_ci"]
+__all__ = ["accuracy_ci", "bootstrap_ci", "distribution", "mean", "weighted_mean", "wilson_ci"]
 
 UNPARSEABLE = "unparseable"
 # Resampled indices held at once: 4M int64 = 32 MiB, whatever the number of questions or resamples.
@@ -55,6 +56,19 @@ def bootstrap_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def accuracy_ci(correct: Sequence[float], *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Confidence interval of an accuracy (one 0/1 score per question).
+
+    The percentile bootstrap, except when every answer was right or every answer was wrong: resampling a
+    constant gives a zero-width interval ([0, 0] for 0 of 8), which claims a certainty 8 questions cannot give.
+    There the Wilson interval is used, which for 0 of 8 allows up to about 32%.
+    """
+    data = np.asarray(correct, dtype=np.float64)
+    if data.size and np.all(data == data[0]) and data[0] in (0.0, 1.0):
+        return wilson_ci(int(data[0]) * int(data.size), int(data.size), confidence=confidence)
+    return bootstrap_ci(correct, confidence=confidence, seed=seed)
 
 
 def distribution(chosen: Sequence[str | None], labels: Sequence[str]) -> dict[str, float]:

@@ -29,7 +29,7 @@ import numpy as np
 from aloekit.config import MCQAConfig
 from aloekit.engines.base import Engine
 from aloekit.evaluation import mcqa
-from aloekit.evaluation.stats import bootstrap_ci
+from aloekit.evaluation.stats import accuracy_ci, bootstrap_ci
 from aloekit.models import atomic_write_text
 
 __all__ = ["STEPS", "plot", "run_ablation", "step_dir", "table"]
@@ -89,7 +89,7 @@ def run_ablation(
         )
         samples = [json.loads(line) for line in (step_dir(out_dir, i) / "samples.jsonl").open()]
         flags = np.array([float(s["correct"]) for s in samples])
-        lo, hi = bootstrap_ci(flags.tolist(), seed=config.seed)
+        lo, hi = accuracy_ci(flags.tolist(), seed=config.seed)
         entry: dict[str, Any] = {
             "step": name,
             "settings": json.loads(step.medprompt.model_dump_json()),

@@ -175,7 +175,10 @@ def _evaluation(summary: Mapping[str, Any]) -> str:
     results = {k: v for k, v in (summary.get("benchmarks") or {}).items() if isinstance(v, Mapping)}
     parts = []
     if results:
-        parts.append("Accuracy with its 95% bootstrap confidence interval, at every stage of the recipe:")
+        parts.append(
+            "Accuracy with its 95% confidence interval (bootstrap; Wilson when every answer is right or every one"
+            " wrong), at every stage of the recipe:"
+        )
         parts.append(_blocks(report.mcqa_table(results, caption="Medical benchmarks")))
     else:
         parts.append(f"> Benchmark evaluation: {report.NOT_RUN}.")

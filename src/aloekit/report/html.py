@@ -461,7 +461,12 @@ def _benchmarks(summary: Mapping[str, Any]) -> list[Block]:
     blocks: list[Block] = []
     modes = {str((r.get("config") or {}).get("mode", "")) for r in results.values()} - {""}
     if modes:
-        blocks.append(Paragraph(f"Evaluation mode: {', '.join(sorted(modes))}. Accuracy with its 95% bootstrap CI."))
+        blocks.append(
+            Paragraph(
+                f"Evaluation mode: {', '.join(sorted(modes))}. Accuracy with its 95% CI (percentile bootstrap;"
+                " Wilson when all answers are right or all wrong)."
+            )
+        )
     blocks.append(mcqa_table(results, caption="Accuracy by recipe stage"))
     blocks.append(
         Chart(
