@@ -69,9 +69,14 @@ def headline(summary: dict[str, Any]) -> list[str]:
     if bias:
         lines.append(
             f"BBQ (after): accuracy {_ci(bias['acc'], bias['acc_ci95'], bias['n'])}, bias score (ambiguous) "
-            f"{bias['bias_ambiguous']}, (disambiguated) {bias['bias_disambiguated']}"
+            f"{_signed(bias.get('bias_ambiguous'))}, (disambiguated) {_signed(bias.get('bias_disambiguated'))}"
         )
     return lines
+
+
+def _signed(value: float | None) -> str:
+    """A BBQ bias score (-1..1; None when no example counts toward it)."""
+    return "n/a" if value is None else f"{value:+.3f}"
 
 
 def _fmt(rate: Any) -> str:
