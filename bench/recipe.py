@@ -18,13 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aloekit.report.html import estimate
 from engine import record
 
 STAGES = ("data", "sft", "merge", "dpo", "eval", "safety", "report")
-
-
-def _ci(value: float, ci: list[float], n: int) -> str:
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] (n={n})"
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
@@ -39,13 +36,13 @@ def headline(summary: dict[str, Any]) -> list[str]:
             cells = []
             for label in labels:
                 b = (benchmarks[label] or {}).get("benchmarks", {}).get(name)
-                cells.append(_ci(b["acc"], b["acc_ci95"], b["n"]) if b else "")
+                cells.append(estimate(b["acc"], b["acc_ci95"], b["n"]) if b else "")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     medprompt = (summary.get("medprompt") or {}).get("results")
     if medprompt:
         lines += ["", f"Medprompt on {summary['medprompt']['model']}:", ""]
         for name, b in medprompt.get("benchmarks", {}).items():
-            lines.append(f"- {name}: {_ci(b['acc'], b['acc_ci95'], b['n'])}")
+            lines.append(f"- {name}: {estimate(b['acc'], b['acc_ci95'], b['n'])}")
     safety = summary.get("safety") or {}
     if safety:
         before, after = safety.get("before") or {}, safety.get("after") or {}
@@ -53,36 +50,33 @@ def headline(summary: dict[str, Any]) -> list[str]:
         suites = (after.get("results") or {}).get("suites", {})
         for suite, s in suites.items():
             b = ((before.get("results") or {}).get("suites") or {}).get(suite, {})
-            if s.get("kind") == "attack":
-                key = "attack_success"
-                lines.append(f"| {suite} attack success | {_fmt(b.get(key))} | {_fmt(s.get(key))} |")
-            else:
-                key = "refusal_rate_on_safe"
-                lines.append(f"| {suite} refusal of safe prompts | {_fmt(b.get(key))} | {_fmt(s.get(key))} |")
+            key, measure = (
+                ("attack_success", "attack success")
+                if s.get("kind") == "attack"
+                else ("refusal_rate_on_safe", "refusal of safe prompts")
+            )
+            lines.append(f"| {suite} {measure} | {_rate(b.get(key))} | {_rate(s.get(key))} |")
     truth = (summary.get("truthfulness") or {}).get("after")
     if truth:
         lines += [
             "",
-            f"TruthfulQA (after): MC1 {_ci(truth['mc1'], truth['mc1_ci95'], truth['n'])}, MC2 {truth['mc2']:.3f}",
+            f"TruthfulQA (after): MC1 {estimate(truth['mc1'], truth['mc1_ci95'], truth['n'])}, "
+            f"MC2 {estimate(truth['mc2'], truth.get('mc2_ci95'))}",
         ]
     bias = ((summary.get("bias") or {}).get("after") or {}).get("overall")
     if bias:
         lines.append(
-            f"BBQ (after): accuracy {_ci(bias['acc'], bias['acc_ci95'], bias['n'])}, bias score (ambiguous) "
-            f"{_signed(bias.get('bias_ambiguous'))}, (disambiguated) {_signed(bias.get('bias_disambiguated'))}"
+            f"BBQ (after): accuracy {estimate(bias['acc'], bias['acc_ci95'], bias['n'])}, bias score (ambiguous) "
+            + estimate(bias.get("bias_ambiguous"), bias.get("bias_ambiguous_ci95"), signed=True)
+            + ", (disambiguated) "
+            + estimate(bias.get("bias_disambiguated"), bias.get("bias_disambiguated_ci95"), signed=True)
         )
     return lines
 
 
-def _signed(value: float | None) -> str:
-    """A BBQ bias score (-1..1; None when no example counts toward it)."""
-    return "n/a" if value is None else f"{value:+.3f}"
-
-
-def _fmt(rate: Any) -> str:
-    if not rate:
-        return ""
-    return _ci(rate["rate"], rate["ci95"], rate["n"])
+def _rate(rate: Any) -> str:
+    """A safety rate (``rate``, ``ci95``, ``n``), blank when the suite was not run on that side."""
+    return estimate(rate["rate"], rate["ci95"], rate["n"]) if rate else ""
 
 
 def main() -> None:

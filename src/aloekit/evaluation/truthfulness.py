@@ -38,7 +38,7 @@ from aloekit.data.sources.mcqa import read_json
 from aloekit.engines.base import Engine, LoglikelihoodRequest
 from aloekit.errors import MalformedRow, UserError
 from aloekit.evaluation.cache import RequestCache, fill_loglikelihoods, request_key
-from aloekit.evaluation.stats import bootstrap_ci
+from aloekit.evaluation.stats import accuracy_ci, bootstrap_ci
 from aloekit.models import atomic_write_text
 from aloekit.provenance import package_versions
 
@@ -280,7 +280,7 @@ def evaluate_truthfulqa(
         "lm_eval_tasks": ["truthfulqa_mc1", "truthfulqa_mc2"],
         "n": len(samples),
         "mc1": float(np.mean(mc1_scores)),
-        "mc1_ci95": list(bootstrap_ci(mc1_scores, seed=seed)),
+        "mc1_ci95": list(accuracy_ci(mc1_scores, seed=seed)),  # MC1 is 0/1 per question: an accuracy
         "mc2": float(np.mean(mc2_scores)),
         "mc2_ci95": list(bootstrap_ci(mc2_scores, seed=seed)),
         "tokens": sum(s["tokens"] for s in samples),
