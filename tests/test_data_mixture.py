@@ -307,3 +307,35 @@ def test_the_config_as_run_is_saved_and_rebuilds_the_same_dataset(tmp_path: Path
     assert (tmp_path / "o" / "train.jsonl").read_text() == (tmp_path / "again" / "train.jsonl").read_text()
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["seed"] == 5 and "datasketch" in manifest["versions"]
+
+
+def test_balanced_letters_deal_the_right_answer_evenly_and_keep_the_options_and_the_key() -> None:
+    from collections import Counter
+
+    from aloekit.data.mixture import balanced
+    from aloekit.data.schema import MCQItem
+
+    options = ("right", "w1", "w2", "w3")
+    items = [MCQItem(id=f"q{i}", question="Q?", options=options, answer=0) for i in range(800)]
+    moved = [balanced(item, seed=0) for item in items]
+    assert all(m.options[m.answer] == "right" and sorted(m.options) == sorted(options) for m in moved)
+    letters = Counter(m.answer for m in moved)
+    assert set(letters) == {0, 1, 2, 3} and min(letters.values()) > 800 / 4 * 0.8, letters
+    assert [balanced(item, seed=0) for item in items] == moved  # the same deal every time
+    pubmed = MCQItem(id="p", question="Q?", options=("yes", "no", "maybe"), answer=1, context="c")
+    assert balanced(pubmed, seed=0) is pubmed  # scored by word: its order is its meaning
+
+
+def test_a_plain_share_teaches_that_share_of_mcqs_as_lm_eval_style_completions(tmp_path: Path) -> None:
+    from aloekit.data.mixture import MCQFormat, to_chat
+    from aloekit.data.schema import MCQItem
+    from aloekit.data.tally import Tally
+
+    config = MixtureConfig(
+        sources=[{"format": "mcq", "path": tmp_path / "x.jsonl"}], mcq=MCQFormat(balance_letters=True, plain_share=0.3)
+    )
+    items = [MCQItem(id=f"q{i}", question=f"Q{i}?", options=("a", "b", "c", "d"), answer=0) for i in range(500)]
+    samples = [to_chat(item, "x", config, {}, Tally())[0] for item in items]
+    plain = [s for s in samples if s is not None and s.plain]
+    assert 0.24 < len(plain) / len(samples) < 0.36
+    assert {s.messages[1]["content"] for s in plain} == {" A", " B", " C", " D"}

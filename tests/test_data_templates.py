@@ -45,7 +45,7 @@ def _final_lines(text: str) -> list[str]:
 
 
 def test_every_task_has_at_least_five_templates():
-    for task in ("mcqa", "mcqa_cot", "context_mcqa", "context_mcqa_cot", "open_qa"):
+    for task in ("mcqa", "mcqa_cot", "context_mcqa", "context_mcqa_cot", "open_qa"):  # plain layouts are lm-eval's
         assert len(TEMPLATES[task]) >= 5, task
         assert len(set(TEMPLATES[task])) == len(TEMPLATES[task]), f"{task} repeats a template"
 
@@ -56,7 +56,7 @@ def test_every_template_uses_only_known_slots_and_always_shows_the_question(task
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
         assert fields <= SLOTS, (task, fields - SLOTS)
         assert "question" in fields
-        if task != "open_qa":
+        if task not in ("open_qa", "context_plain"):  # PubMedQA's plain layout scores the words, lists no options
             assert "options" in fields, template
         if task.startswith("context"):
             assert "context" in fields, template
@@ -194,3 +194,34 @@ def test_with_system_adds_or_replaces_the_system_turn_and_none_keeps_the_sample(
     assert replaced.messages[0]["role"] == "system"
     assert with_system(plain, None) is plain
     assert (added.id, added.source, added.task) == (plain.id, plain.source, plain.task)
+
+
+def test_a_plain_sample_is_an_lm_eval_style_prompt_ending_in_answer_and_the_letter_as_completion():
+    from aloekit.data.templates import mcq_to_plain
+
+    sample = mcq_to_plain(MCQItem(id="p1", question="Which drug?", options=DRUGS, answer=2), seed=0)
+    prompt, completion = (m["content"] for m in sample.messages)
+    assert sample.plain and sample.task == "mcqa_plain"
+    assert prompt.endswith("\nAnswer:") and "C. " + DRUGS[2] in prompt
+    assert completion == " C"
+    assert sample.to_json()["plain"] is True
+    assert ChatSample.from_json(sample.to_json(), "row").plain
+
+
+def test_a_yes_no_maybe_question_with_an_abstract_is_completed_by_the_word_as_pubmedqa_is_scored():
+    from aloekit.data.templates import mcq_to_plain
+
+    item = MCQItem(id="p2", question="Does X help?", options=("yes", "no", "maybe"), answer=1, context="Trial text.")
+    prompt, completion = (m["content"] for m in mcq_to_plain(item, seed=0).messages)
+    assert prompt == "Abstract: Trial text.\nQuestion: Does X help?\nAnswer:"
+    assert completion == " no"
+
+
+def test_a_plain_sample_must_be_one_prompt_and_one_completion():
+    turns = (
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+    )
+    with pytest.raises(MalformedRow, match="one user turn"):
+        ChatSample(id="x", messages=turns, source="s", plain=True)

@@ -174,3 +174,27 @@ def test_malformed_record_names_its_line(tokenizer) -> None:
         tokenize_split(tokenizer, [{"_where": "data.jsonl:2", "prompt": "x"}], max_length=64)
     with pytest.raises(UserError, match=r"train record 1: message 0 has role .doctor."):
         tokenize_split(tokenizer, [{"messages": [{"role": "doctor", "content": "x"}]}], max_length=64)
+
+
+def test_a_plain_completion_trains_only_the_completion_and_keeps_the_prompts_end_when_cut(tokenizer) -> None:
+    from aloekit.train.masks import mask_completion
+
+    prompt = "Which vitamin deficiency causes scurvy?\nA. A\nB. C\nC. D\nD. K\nAnswer:"
+    sample = mask_completion(tokenizer, prompt, " B", max_length=64)
+    assert trained_text(tokenizer, sample) == " B"
+    assert untrained_text(tokenizer, sample) == prompt
+    short = mask_completion(tokenizer, prompt, " B", max_length=8)
+    assert len(short.input_ids) == 8 and trained_text(tokenizer, short) == " B"
+    assert untrained_text(tokenizer, short).endswith("Answer:")  # the question's end survives, its start goes
+
+
+def test_tokenize_split_reads_plain_samples_without_the_chat_template(tokenizer) -> None:
+    record = {
+        "id": "p",
+        "plain": True,
+        "messages": [{"role": "user", "content": "Q?\nA. x\nB. y\nAnswer:"}, {"role": "assistant", "content": " A"}],
+    }
+    split = tokenize_split(tokenizer, [record], max_length=64)
+    (sample,) = split.samples
+    assert "<|im_start|>" not in tokenizer.decode(sample.input_ids)
+    assert trained_text(tokenizer, sample) == " A" and split.trained_tokens == 1

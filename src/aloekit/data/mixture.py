@@ -8,7 +8,10 @@ user asks for are the counts they get. Every dropped row is counted by stage and
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -27,8 +30,8 @@ from aloekit.data.dedup import DedupConfig, exact_dedup, near_dedup
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import SOURCES, BenignItem, load_source
 from aloekit.data.tally import Tally
-from aloekit.data.templates import mcq_to_chat, open_qa_to_chat, with_system
-from aloekit.errors import UserError
+from aloekit.data.templates import YES_NO_MAYBE, mcq_to_chat, mcq_to_plain, open_qa_to_chat, with_system
+from aloekit.errors import MalformedRow, UserError
 
 
 class SourceEntry(_Config):
@@ -80,6 +83,25 @@ class ReasoningConfig(_Config):
     )
 
 
+class MCQFormat(_Config):
+    """How multiple-choice items are turned into training samples."""
+
+    balance_letters: bool = Field(
+        False,
+        description="Reorder each question's options so the right answer's letter is dealt evenly over the letters "
+        "(by a hash of the item and the seed): a model then cannot lower its loss by preferring a letter, as it "
+        "can on sources whose keys lean to one. PubMedQA's yes/no/maybe order is kept (it is scored by word).",
+    )
+    plain_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of MCQ items taught as plain prompt/completion text ('...Answer:' then ' B', no chat "
+        "template: the layout of log-likelihood benchmarks) instead of as a chat; the rest stay chats (with "
+        "chain-of-thought where there is one). Chosen per item by a hash, so an item keeps its format.",
+    )
+
+
 class MixtureConfig(_Config):
     """A training mixture (``aloe data build CONFIG --out DIR``)."""
 
@@ -98,6 +120,7 @@ class MixtureConfig(_Config):
     cot: ReasoningConfig = Field(
         default_factory=ReasoningConfig, description="Chain-of-thought for multiple-choice items."
     )
+    mcq: MCQFormat = Field(default_factory=MCQFormat, description="Formats of multiple-choice training samples.")
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate removal (MinHash-LSH).")
     near_dedup: bool = Field(True, description="Run MinHash-LSH near-duplicate removal after exact dedup.")
@@ -143,12 +166,25 @@ def to_chat(
     """A chat sample for SFT (or None, counted), and where an MCQ's reasoning came from: teacher, explanation or
     none (answer only); "n/a" for other records."""
     if isinstance(record, MCQItem):
+        item = balanced(record, config.seed) if config.mcq.balance_letters else record
+        if config.mcq.plain_share and _hash_share("plain", record.id, config.seed) < config.mcq.plain_share:
+            return _relabel(mcq_to_plain(item, seed=config.seed), label), "plain"
         reasoning, origin = teacher.get(record.id), "teacher"
         if reasoning is None and config.cot.explanations:
             reasoning, origin = explanation_cot(record), "explanation"
         if reasoning is None:
             origin = "none"
-        sample = mcq_to_chat(record, seed=config.seed, reasoning=reasoning, system=config.system_prompt)
+        elif item is not record:
+            # Reasoning was written for the original order: its closing "Answer: X" is dropped (the right letter
+            # is added back), and reasoning that still names an option by its old letter is not used.
+            reasoning = _ANSWER_LINE.sub("", reasoning).rstrip()
+        try:
+            sample = mcq_to_chat(item, seed=config.seed, reasoning=reasoning, system=config.system_prompt)
+        except MalformedRow:
+            if item is record:
+                raise
+            tally.drop("format", "reasoning names an option by its letter before reordering (answer kept)", record.id)
+            sample, origin = mcq_to_chat(item, seed=config.seed, system=config.system_prompt), "none"
         return _relabel(sample, label), origin
     if isinstance(record, ChatSample):
         return _relabel(with_system(record, config.system_prompt), label), "n/a"
@@ -169,8 +205,36 @@ def to_chat(
     raise UserError(f"source '{label}' holds preference pairs: list it in a preference config (`aloe data prefs`)")
 
 
+_ANSWER_LINE = re.compile(r"\n*Answer: [A-J]\s*$")
+
+
+def _hash_share(purpose: str, key: str, seed: int) -> float:
+    """A number in [0, 1) fixed by (purpose, seed, key): per-item choices that do not depend on order."""
+    digest = hashlib.blake2b(f"{purpose}\x00{seed}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def balanced(item: MCQItem, seed: int) -> MCQItem:
+    """``item`` with its options reordered so the right one sits at a letter dealt by a hash of (seed, id):
+    over many items every letter is the key about equally often. The wrong options keep their relative order.
+    Yes/no/maybe items (PubMedQA, scored by word) are returned unchanged."""
+    if tuple(o.strip().lower() for o in item.options) == YES_NO_MAYBE:
+        return item
+    n = len(item.options)
+    target = int(_hash_share("letter", item.id, seed) * n)
+    if target == item.answer:
+        return item
+    wrong = [o for i, o in enumerate(item.options) if i != item.answer]
+    options = (*wrong[:target], item.options[item.answer], *wrong[target:])
+    return dataclasses.replace(item, options=options, answer=target)
+
+
 def _relabel(sample: ChatSample, label: str) -> ChatSample:
-    return sample if sample.source == label else ChatSample(sample.id, sample.messages, label, sample.task)
+    return sample if sample.source == label else replace_source(sample, label)
+
+
+def replace_source(sample: ChatSample, label: str) -> ChatSample:
+    return dataclasses.replace(sample, source=label)
 
 
 def clean_record(record: Record, config: CleanConfig, tally: Tally) -> Record | None:
@@ -412,7 +476,7 @@ def mix_and_split(
 
 
 def _repeat(sample: ChatSample, i: int) -> ChatSample:
-    return ChatSample(f"{sample.id}#repeat{i}", sample.messages, sample.source, sample.task)
+    return dataclasses.replace(sample, id=f"{sample.id}#repeat{i}")
 
 
 def _general_share(

@@ -109,9 +109,18 @@ class ChatSample:
     source: str
     task: str = "open_qa"
     """What kind of sample this is (see :data:`Task`); mixtures report counts per task."""
+    plain: bool = False
+    """Trained without the chat template: the user turn is a raw prompt and the assistant turn its completion,
+    the layout of lm-evaluation-harness prompts (``...\nAnswer:`` then `` B``). A base model is scored that way,
+    so a mixture can teach the answer format both in chat and in plain text."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", tuple(dict(m) for m in self.messages))
+        if self.plain and [m["role"] for m in self.messages] != ["user", "assistant"]:
+            raise MalformedRow(
+                "plain sample not a prompt and a completion",
+                f"sample {self.id}: a plain sample has exactly one user turn (the prompt) and one assistant turn",
+            )
         check_messages(self.messages, f"sample {self.id}")
         if self.messages[-1]["role"] != "assistant":
             raise MalformedRow("no assistant reply", f"sample {self.id}: the last message must be the assistant's")
@@ -126,7 +135,8 @@ class ChatSample:
         return "\n".join(m["content"] for m in self.messages)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "messages": list(self.messages), "source": self.source, "task": self.task}
+        row = {"id": self.id, "messages": list(self.messages), "source": self.source, "task": self.task}
+        return {**row, "plain": True} if self.plain else row
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any], where: str) -> ChatSample:
@@ -136,6 +146,7 @@ class ChatSample:
             messages=tuple(row["messages"]),
             source=str(row.get("source") or where),
             task=str(row.get("task") or "open_qa"),
+            plain=bool(row.get("plain", False)),
         )
 
 

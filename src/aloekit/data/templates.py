@@ -24,6 +24,7 @@ __all__ = [
     "format_options",
     "letters_phrase",
     "mcq_to_chat",
+    "mcq_to_plain",
     "open_qa_to_chat",
     "pick",
     "render",
@@ -82,6 +83,16 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         'Here is a research summary:\n"""\n{context}\n"""\nWhat does it tell us about this question? Explain, then '
         "answer with 'Answer: X' ({letters}).\n{question}\n{options}",
     ),
+    # Plain text, no chat template (ChatSample.plain): the prompt ends in "Answer:" and the completion is " X",
+    # the layouts in which lm-evaluation-harness scores base models (MMLU, MedQA, MedMCQA prompts).
+    "mcqa_plain": (
+        "{question}\n{options}\nAnswer:",
+        "The following are multiple choice questions (with answers) about medicine.\n\n{question}\n{options}\nAnswer:",
+        "Question: {question}\n{options}\nAnswer:",
+        "Question: {question}\nChoices:\n{options}\nAnswer:",
+    ),
+    # A passage and a yes/no/maybe question (PubMedQA): the completion is the word, as lm-eval scores it.
+    "context_plain": ("Abstract: {context}\nQuestion: {question}\nAnswer:",),
     # A free-form health question; the reply is a free-form answer.
     "open_qa": (
         "{question}",
@@ -157,6 +168,26 @@ def mcq_to_chat(item: MCQItem, *, seed: int, reasoning: str | None = None, syste
         reply = f"Answer: {letter}"
     user = render(task, item.id, seed, question=item.question, options=item.options, context=item.context or "")
     return ChatSample(id=item.id, messages=_conversation(system, user, reply), source=item.source or "mcq", task=task)
+
+
+YES_NO_MAYBE = ("yes", "no", "maybe")
+
+
+def mcq_to_plain(item: MCQItem, *, seed: int) -> ChatSample:
+    """A plain (no chat template) sample teaching ``item`` in a log-likelihood evaluation's layout: a templated
+    prompt ending in ``Answer:`` and the completion `` X`` (the letter), or `` yes``/`` no``/`` maybe`` for a
+    passage with those three options (PubMedQA's layout, which scores the words)."""
+    if item.context and tuple(o.strip().lower() for o in item.options) == YES_NO_MAYBE:
+        user = render("context_plain", item.id, seed, question=item.question, context=item.context)
+        completion = " " + YES_NO_MAYBE[item.answer]
+        task = "context_plain"
+    else:
+        question = f"{item.context.strip()}\n\n{item.question}" if item.context else item.question
+        user = render("mcqa_plain", item.id, seed, question=question, options=item.options)
+        completion = " " + item.answer_letter
+        task = "mcqa_plain"
+    messages = ({"role": "user", "content": user}, {"role": "assistant", "content": completion})
+    return ChatSample(id=item.id, messages=messages, source=item.source or "mcq", task=task, plain=True)
 
 
 def open_qa_to_chat(

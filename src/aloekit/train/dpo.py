@@ -48,7 +48,14 @@ from aloekit import models
 from aloekit.config import _Config, load_yaml
 from aloekit.errors import UserError
 from aloekit.train import refcache
-from aloekit.train.common import Logging, LoraSettings, check_versions, device_kind, precision_args
+from aloekit.train.common import (
+    Logging,
+    LoraSettings,
+    check_versions,
+    device_kind,
+    precision_args,
+    score_trained_positions_only,
+)
 from aloekit.train.export import base_model_id, export_model
 
 LossType = Literal[
@@ -608,11 +615,11 @@ def _trainer_class() -> Any:
                         batch_size,
                     )
 
-            with _score_completions_only():
+            with score_trained_positions_only():
                 return self.aloe_ref_cache.attach(dataset, name, compute)
 
         def compute_loss(self, *args: Any, **kwargs: Any) -> Any:
-            with _score_completions_only():
+            with score_trained_positions_only():
                 return super().compute_loss(*args, **kwargs)
 
     _TRAINER = AloeDPOTrainer
@@ -633,28 +640,6 @@ def _shared_cache_path(dataset: Any, folder: Path, num_processes: int) -> Any:
     folder.mkdir(parents=True, exist_ok=True)
     dataset._get_cache_file_path = lambda fingerprint: str(folder / f"cache-{fingerprint}.arrow")
     return dataset
-
-
-@contextlib.contextmanager
-def _score_completions_only() -> Iterator[None]:
-    """Project only the completion positions through the LM head, on CPU as TRL already does on CUDA.
-
-    TRL's fused LM head (``fused_lm_head=True``) gathers the positions whose label is not -100 before the
-    vocabulary projection only on Triton devices; elsewhere it keeps tile shapes fixed for compilers (Neuron) and
-    projects every prompt and padding position through the 49k-wide head, then discards them. Eager CPU has no
-    compiled shapes to protect. The completions' log-probs are the same rows of the same product; only the
-    discarded work goes (about a fifth of a DPO step on SmolLM2, whose prompts are half the tokens)."""
-    from trl.trainer import utils
-
-    original = getattr(utils, "_use_triton", None)
-    if original is None:  # a TRL without the switch keeps its own behaviour; only speed depends on it
-        yield
-        return
-    utils._use_triton = lambda device: device.type == "cpu" or original(device)  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        utils._use_triton = original  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

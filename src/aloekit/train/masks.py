@@ -147,6 +147,28 @@ def mask_conversation(
     return sample
 
 
+def mask_completion(tokenizer: Any, prompt: str, completion: str, *, max_length: int, where: str = "") -> MaskedSample:
+    """Tokenize a plain ``prompt`` and its ``completion`` (no chat template) and train the completion only.
+
+    The two are encoded apart and joined, as a log-likelihood evaluation scores a continuation after its context
+    (no special tokens added), so what is trained is exactly what is later scored. A prompt that does not fit
+    keeps its *end* (the question and the options sit last; an abstract before them loses its start); a
+    completion longer than ``max_length`` is an error.
+    """
+    at = f"{where}: " if where else ""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if not completion_ids:
+        raise UserError(f"{at}the completion is empty, so nothing would be trained")
+    if len(completion_ids) >= max_length:
+        raise UserError(f"{at}the completion alone is {len(completion_ids)} tokens, max_length is {max_length}")
+    keep = max_length - len(completion_ids)
+    prompt_ids = prompt_ids[-keep:] if len(prompt_ids) > keep else prompt_ids
+    ids = [*prompt_ids, *completion_ids]
+    trained = [False] * len(prompt_ids) + [True] * len(completion_ids)
+    return MaskedSample(ids, trained, [(len(prompt_ids), len(ids))])
+
+
 def check_mask(
     tokenizer: Any,
     messages: Sequence[Mapping[str, str]],

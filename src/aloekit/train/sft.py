@@ -56,8 +56,15 @@ from pydantic import Field, field_validator
 from aloekit.config import _Config
 from aloekit.errors import MalformedRow, UserError
 from aloekit.models import atomic_write_text
-from aloekit.train.common import Logging, LoraSettings, check_versions, device_kind, precision_args
-from aloekit.train.masks import MaskedSample, mask_conversation, stop_token_ids
+from aloekit.train.common import (
+    Logging,
+    LoraSettings,
+    check_versions,
+    device_kind,
+    precision_args,
+    score_trained_positions_only,
+)
+from aloekit.train.masks import MaskedSample, mask_completion, mask_conversation, stop_token_ids
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
@@ -283,8 +290,17 @@ def tokenize_split(
     out = TokenizedSplit([], [])
     for n, record in enumerate(records[:limit] if limit else records, start=1):
         where = str(record.get("_where") or f"{name} record {n}" + (f" (id {record['id']})" if "id" in record else ""))
-        sample = mask_conversation(tokenizer, _messages(record, where), stop_ids=stops, where=where)
+        messages = _messages(record, where)
         out.conversations += 1
+        if record.get("plain"):
+            # A plain prompt/completion (lm-eval layout): trained on the completion, prompt cut from the left.
+            if [m["role"] for m in messages] != ["user", "assistant"]:
+                raise UserError(f"{where}: a plain sample has one user turn (the prompt) and one assistant turn")
+            prompt, completion = messages[0]["content"], messages[1]["content"]
+            sample = mask_completion(tokenizer, prompt, completion, max_length=max_length, where=where)
+            out.truncated += sample.spans[0][0] < len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        else:
+            sample = mask_conversation(tokenizer, messages, stop_ids=stops, where=where)
         if len(sample.input_ids) > max_length:
             out.truncated += 1
             sample = sample.truncated(max_length)
@@ -640,7 +656,7 @@ def build_trainer(
         # Its writer is (re)created lazily, also for the evaluation after training: always in OUT/runs.
         tensorboard.logging_dir = str(config.out / "runs")
         callbacks.append(tensorboard)
-    trainer = SFTTrainer(
+    trainer = _trainer_class(SFTTrainer)(
         model=model,
         args=args,
         train_dataset=Dataset.from_dict(train.columns()),
@@ -654,6 +670,18 @@ def build_trainer(
 
         trainer.remove_callback(PrinterCallback)
     return BuiltTrainer(trainer, train, validation, timer, base_dtype, packing_check)
+
+
+def _trainer_class(base: type) -> type:
+    """TRL's SFTTrainer whose loss projects only the trained positions through the LM head (see
+    :func:`~aloekit.train.common.score_trained_positions_only`); the loss and gradients are the same."""
+
+    class AloeSFTTrainer(base):  # type: ignore[misc, valid-type]
+        def compute_loss(self, *args: Any, **kwargs: Any) -> Any:
+            with score_trained_positions_only():
+                return super().compute_loss(*args, **kwargs)
+
+    return AloeSFTTrainer
 
 
 def train_sft(
