@@ -339,3 +339,26 @@ def test_a_plain_share_teaches_that_share_of_mcqs_as_lm_eval_style_completions(t
     plain = [s for s in samples if s is not None and s.plain]
     assert 0.24 < len(plain) / len(samples) < 0.36
     assert {s.messages[1]["content"] for s in plain} == {" A", " B", " C", " D"}
+
+
+def test_parts_of_one_source_are_disjoint_cover_it_and_keep_their_items_whatever_the_limit(tmp_path: Path) -> None:
+    from aloekit.data.mixture import SourceEntry, load_entry
+    from aloekit.data.tally import Tally
+
+    path = tmp_path / "mcq.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"Q{i}?", "options": ["a", "b"], "answer": 0}) + "\n"
+            for i in range(200)
+        )
+    )
+
+    def ids(**part: object) -> set[str]:
+        entry = SourceEntry(format="mcq", path=path, **part)
+        return {r.id for r in load_entry(entry, None, Tally())}
+
+    sft, dpo = ids(part=(0, 0.8)), ids(part=(0.8, 1))
+    assert not sft & dpo and len(sft | dpo) == 200 and 130 < len(sft) < 190
+    assert ids(part=(0, 0.8), limit=100) <= sft
+    with pytest.raises(ValueError, match="start < end"):
+        SourceEntry(format="mcq", path=path, part=(0.5, 0.2))

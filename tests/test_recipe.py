@@ -219,3 +219,25 @@ class TestLauncher:
         recipe, _, folder = load_recipe(recipe_file, run=tmp_path / "run")
         with pytest.raises(UserError, match="not an accelerate config"):
             dry_run(recipe, folder)
+
+
+def test_a_csv_holdout_becomes_json_lines_with_ids_and_renamed_columns(tmp_path: Path) -> None:
+    path = tmp_path / "harmful_behaviors.csv"
+    path.write_text("goal,target\n" + "".join(f"Do bad thing {i},Sure here is {i}\n" for i in range(20)))
+    train, held = split_holdout(path, 0.5, seed=0, rename={"goal": "prompt", "target": "harmful_response"})
+    rows = [json.loads(line) for line in train + held]
+    assert len(held) == 10 and len(rows) == 20
+    assert {r["id"] for r in rows} == {f"harmful_behaviors-{n}" for n in range(2, 22)}
+    assert all(set(r) == {"id", "prompt", "harmful_response"} for r in rows)
+    assert not {json.loads(x)["id"] for x in train} & {json.loads(x)["id"] for x in held}
+
+
+def test_safety_gives_full_models_every_prompt_and_the_others_the_fixed_subset() -> None:
+    from aloekit.recipe import SafetySection
+    from aloekit.run import _safety_limit
+
+    section = SafetySection(limit=None, full_models=("base", "dpo_safety"), subset=100)
+    assert _safety_limit(section, "base") is None and _safety_limit(section, "dpo_safety") is None
+    assert _safety_limit(section, "merged") == 100
+    assert _safety_limit(SafetySection(limit=50, full_models=("base",), subset=100), "merged") == 50
+    assert _safety_limit(SafetySection(limit=25), "merged") == 25  # no full_models: everyone gets limit

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import pytest
 import yaml
 
 from aloekit.evaluation import redteam
-from aloekit.evaluation.stats import bootstrap_ci
+from aloekit.evaluation.compare import answer_distributions, compare_samples
+from aloekit.evaluation.stats import bootstrap_ci, distribution
 from aloekit.report import charts
 from aloekit.report.card import render_model_card
 from aloekit.report.html import NOT_RUN, markdown_to_html, render_html, render_markdown, write_report
@@ -29,7 +31,10 @@ SECTION_IDS = [
     "overview",
     "data",
     "training",
+    "weights",
     "benchmarks",
+    "changes",
+    "answers",
     "medprompt",
     "safety",
     "bias",
@@ -42,7 +47,10 @@ SECTION_TITLES = [
     "Run overview",
     "Data",
     "Training",
+    "Weight change per stage",
     "Benchmarks by stage",
+    "Change per stage (paired)",
+    "Predicted answers",
     "Medprompt",
     "Safety",
     "Bias and truthfulness",
@@ -245,9 +253,67 @@ def dpo_training(start: float) -> dict[str, Any]:
     return {"log_history": history, "metrics": metrics}
 
 
+def eval_samples(acc: float, *, biased: bool = False, n: int = 120) -> list[dict[str, Any]]:
+    """samples.jsonl of one model (mcqa._sample's fields): the first ``acc`` of the questions right; the wrong
+    answers spread over the other options, or all "A" (the first option) for a ``biased`` model."""
+    samples = []
+    for bench, labels, shift in (("medqa_4options", list("ABCD"), 0.0), ("pubmedqa", ["yes", "no", "maybe"], 0.1)):
+        for i in range(n):
+            gold = i % len(labels)
+            right = i < round((acc + shift) * n)
+            wrong = (0 if gold else 1) if biased else (gold + 1) % len(labels)
+            pred = gold if right else wrong
+            samples.append(
+                {"benchmark": bench, "index": i, "id": f"{bench}-{i}", "choices": labels, "gold": gold, "pred": pred}
+                | {"correct": right}
+            )
+    return samples
+
+
+def eval_distributions(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """What results.json says about the answers (mcqa._benchmark_result), read back by answer_distributions."""
+    per: dict[str, Any] = {}
+    for s in samples:
+        per.setdefault(s["benchmark"], []).append(s)
+    results = {
+        bench: {
+            "n": len(rows),
+            "predicted": distribution([r["choices"][r["pred"]] for r in rows], rows[0]["choices"]),
+            "gold": distribution([r["choices"][r["gold"]] for r in rows], rows[0]["choices"]),
+        }
+        for bench, rows in per.items()
+    }
+    return answer_distributions({"benchmarks": results})
+
+
+def comparisons(samples: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """run._comparisons for letter log-likelihood: each stage against the one before, then overall."""
+    pairs = [(a, b, "step") for a, b in pairwise(STAGES)] + [(STAGES[0], STAGES[-1], "overall")]
+    return [
+        {"before": a, "after": b, "kind": kind, **compare_samples(samples[a], samples[b], seed=0)}
+        for a, b, kind in pairs
+    ]
+
+
+def weight_change() -> list[dict[str, Any]]:
+    """run._weight_changes: relative_change's result for each model against the one before."""
+    return [
+        {
+            "before": a,
+            "after": b,
+            "relative_l2": change,
+            "tensors": 272,
+            "parameters": 134_515_008,
+            "largest": {"name": f"model.layers.{i}.mlp.down_proj.weight", "relative_l2": 3 * change},
+        }
+        for i, ((a, b), change) in enumerate(zip(pairwise(STAGES), (0.0123, 0.0061, 0.00042, 0.00031), strict=True))
+    ]
+
+
 def sample_summary() -> dict[str, Any]:
     """A full run of the demo recipe, every part present."""
     accs = {"base": 0.35, "sft": 0.45, "merged": 0.5, "dpo_general": 0.52, "dpo_safety": 0.55}
+    samples = {stage: eval_samples(acc, biased=stage == "base") for stage, acc in accs.items()}
     benchmarks = {
         stage: mcqa({"medqa_4options": acc, "pubmedqa": acc + 0.1}, stage=stage) for stage, acc in accs.items()
     }
@@ -285,6 +351,9 @@ def sample_summary() -> dict[str, Any]:
         },
         "training": {"sft": sft_training(), "dpo_general": dpo_training(0.02), "dpo_safety": dpo_training(0.03)},
         "benchmarks": benchmarks,
+        "comparisons": {"loglik": comparisons(samples)},
+        "answer_distributions": {"loglik": {stage: eval_distributions(rows) for stage, rows in samples.items()}},
+        "weight_change": weight_change(),
         "medprompt": {
             "model": "dpo_safety",
             "results": mcqa({"medqa_4options": 0.58}, mode="medprompt", stage="dpo_safety"),
@@ -383,6 +452,64 @@ def test_benchmarks_have_one_column_per_stage_in_recipe_order(page: str) -> None
     assert re.findall(r"<th>([^<]*)</th>", header) == ["benchmark", "n", *STAGES]
 
 
+def test_the_change_per_stage_is_a_paired_difference_in_points_with_its_ci(page: str, summary: dict[str, Any]) -> None:
+    def shown(change: dict[str, Any], n: bool = True) -> str:
+        lo, hi = change["delta_ci95"]
+        text = f"{100 * change['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        return text + (f", n={change['n']}" if n else "")
+
+    changes = section(page, "changes")
+    header = re.search(r"<thead><tr>(.*?)</tr>", changes).group(1)
+    assert re.findall(r"<th>([^<]*)</th>", header) == [
+        "benchmark",
+        *(f"{a} → {b}" for a, b in pairwise(STAGES)),
+        "base → dpo_safety (overall)",
+    ]
+    overall = summary["comparisons"]["loglik"][-1]
+    medqa = overall["benchmarks"]["medqa_4options"]
+    assert medqa["delta"] == pytest.approx(0.20) and medqa["delta_ci95"][0] > 0  # 24 more right of 120, none lost
+    assert shown(medqa) in changes
+    assert "<td>mean of 2 benchmarks</td>" in changes and shown(overall["mean"], n=False) in changes
+    assert "<td>multimedqa (group)</td>" not in changes  # its members are not all evaluated
+    # The details: accuracy before and after on the same questions, and how many answers moved.
+    assert "<td>base → dpo_safety (overall)</td><td>medqa_4options</td>" in changes
+    assert f"{100 * medqa['acc_before']:.1f}%" in changes and f"{100 * medqa['changed']:.1f}%" in changes
+    text = md_section(render_markdown(summary), "Change per stage (paired)")
+    assert "| benchmark | base → sft |" in text and shown(medqa) in text
+
+
+def test_a_comparison_that_failed_or_left_a_benchmark_out_says_so() -> None:
+    summary = sample_summary()
+    steps = summary["comparisons"]["loglik"]
+    steps[0] = {"before": "base", "after": "sft", "kind": "step", "error": "no samples.jsonl in /runs/eval/base"}
+    steps[1]["not_compared"] = ["mcq-eval"]
+    changes = section(render_html(summary), "changes")
+    assert "base → sft: not compared: no samples.jsonl in /runs/eval/base" in changes
+    assert "sft → merged: evaluated for only one of the two models, not compared: mcq-eval." in changes
+    assert "<th>base → sft</th>" not in changes and "<th>sft → merged</th>" in changes
+
+
+def test_predicted_answers_are_shown_beside_the_gold_ones_and_a_stuck_model_is_flagged(page: str) -> None:
+    answers = section(page, "answers")
+    assert "<td>medqa_4options</td><td>base</td><td>A 58% · B 25% · C 8% · D 8%</td>" in answers
+    assert "<td>A 25% · B 25% · C 25% · D 25%</td>" in answers  # gold
+    assert "Flagged: base on medqa_4options (A on 58% of answers)." in answers
+    assert "sft on" not in answers  # its wrong answers are spread: no flag
+    assert "base on pubmedqa" not in answers  # three options: a 40% share is no sign of bias
+
+
+def test_the_weight_change_per_stage_names_the_most_changed_tensor(page: str, summary: dict[str, Any]) -> None:
+    weights = section(page, "weights")
+    assert "<td>base → sft</td><td>model.layers.0.mlp.down_proj.weight</td>" in weights
+    assert '<td class="num">0.0123</td><td class="num">0.0369</td><td class="num">272</td>' in weights
+    assert "0.00042" in weights and "134,515,008" in weights
+    failed = sample_summary()
+    failed["weight_change"][1] = {"before": "sft", "after": "merged", "error": "tensor lm_head.weight is only in x"}
+    weights = section(render_html(failed), "weights")
+    assert "<td>sft → merged</td><td>not compared: tensor lm_head.weight is only in x</td>" in weights
+    assert "| base → sft | model.layers.0.mlp.down_proj.weight | 0.0123 |" in render_markdown(summary)
+
+
 def test_data_training_and_medprompt_tables_show_what_the_stages_wrote(page: str) -> None:
     data = section(page, "data")
     assert "general-chat" in data and "too short" in data and "120 verified worked examples" in data
@@ -436,6 +563,10 @@ def test_untrusted_text_is_escaped_everywhere(summary: dict[str, Any]) -> None:
         for stage, r in summary["benchmarks"].items()
     }
     hostile["data"] = {"sft": dataset({INJECTION: (10, 8)})}
+    hostile["comparisons"] = {
+        "loglik": [{**c, "benchmarks": {INJECTION: c["mean"] | {"n": 3}}} for c in summary["comparisons"]["loglik"]]
+    }
+    hostile["answer_distributions"] = {"loglik": {INJECTION: {INJECTION: {"n": 3, "predicted": {INJECTION: 1.0}}}}}
     hostile["risk_markdown"] = f"## Risk assessment\n\n### {INJECTION}\n\n- <img src=x onerror=alert(1)>\n"
     hostile["recipe"] = {"name": "demo", "text": f"name: demo\nnote: '</pre>{INJECTION}'\n"}
     page = render_html(hostile)
@@ -450,11 +581,12 @@ def test_untrusted_text_is_escaped_everywhere(summary: dict[str, Any]) -> None:
 
 def test_missing_parts_say_not_run_instead_of_vanishing() -> None:
     page = render_html({"title": "aloekit run: nothing yet"})
-    for section_id in ("data", "training", "benchmarks", "medprompt", "safety", "bias", "risk"):
+    ids = ("data", "training", "weights", "benchmarks", "changes", "answers", "medprompt", "safety", "bias", "risk")
+    for section_id in ids:
         assert NOT_RUN in section(page, section_id), section_id
     assert 'data-charts-total="0"' in page
     text = render_markdown({"title": "aloekit run: nothing yet"})
-    assert text.count(NOT_RUN) >= 7 and "could not be rendered" not in text
+    assert text.count(NOT_RUN) >= 10 and "could not be rendered" not in text
 
 
 @pytest.mark.parametrize(

@@ -212,6 +212,16 @@ def eval_(
     ] = None,
     backend: Backend = "hf",
     limit: Annotated[int | None, typer.Option(help="Only the first N questions of each benchmark.")] = None,
+    subset: Annotated[
+        int | None, typer.Option(help="A seeded random subset of N questions per benchmark (after --limit).")
+    ] = None,
+    formulation: Annotated[
+        str,
+        typer.Option(
+            help="loglik mode: letter (lettered options, letters scored; headline acc) or cloze (option texts "
+            "scored after the bare question; headline acc_norm)."
+        ),
+    ] = "letter",
     num_fewshot: Annotated[int, typer.Option(help="Solved examples before each question.")] = 0,
     cot: Annotated[bool, typer.Option("--cot", help="generate mode: reason step by step first.")] = False,
     max_tokens: Annotated[
@@ -250,8 +260,10 @@ def eval_(
         config = MCQAConfig(
             benchmarks=benchmarks,
             mode=mode,
+            formulation=formulation,
             data_dir=data_dir,
             limit=limit,
+            subset=subset,
             num_fewshot=num_fewshot,
             cot=cot,
             max_tokens=max_tokens,

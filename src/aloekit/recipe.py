@@ -63,13 +63,18 @@ class HoldoutSettings(_Config):
     recipe evaluation sets given by path are added to every decontamination check automatically."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Name of the two files ({holdout}/NAME-eval.jsonl).")
-    path: Path = Field(description="A JSON-lines file (MCQ items, requests...).")
+    path: Path = Field(description="A JSON-lines or CSV (with header) file (MCQ items, requests...).")
     fraction: float = Field(0.25, gt=0, lt=1, description="Share of the rows held out for evaluation.")
     seed: int = Field(0, description="Seed of the split (stratified by subject or category when rows have one).")
     label: str | None = Field(
         None,
         description="Written as 'label' on the held-out rows, e.g. 'safe' for harmless look-alikes, which makes "
         "them an over-refusal suite for the safety stage.",
+    )
+    rename: dict[str, str] = Field(
+        {},
+        description="Columns renamed in both files, e.g. {goal: prompt, target: harmful_response} for AdvBench's "
+        "CSV, so the held-out rows read as a safety suite (request in 'prompt') and the rest as training requests.",
     )
 
 
@@ -124,6 +129,20 @@ class MedpromptSection(_Config):
     ablation: bool = Field(False, description="Also run the ladder zero-shot -> ... -> ensemble on the same model.")
 
 
+class GenerativeSection(_Config):
+    """Generative scoring (``aloe eval --mode generate``): the model answers in its chat template, asked to reply
+    'Answer: X'; the letter is read from its text, and unreadable answers are counted wrong and reported."""
+
+    models: tuple[ModelLabel, ...] = Field((), description="Recipe models also scored generatively (none: off).")
+    max_tokens: int = Field(16, ge=1, description="Most new tokens per answer.")
+    limit: int | None = Field(
+        None,
+        ge=1,
+        description="A seeded random subset of N questions per benchmark (drawn with the recipe seed, the same for "
+        "every model; after eval.limit); None: every question.",
+    )
+
+
 class EvalSection(_Config):
     benchmarks: tuple[str, ...] = Field(description="Benchmarks or groups (file:PATH for a file of one's own).")
     if_present: tuple[str, ...] = Field(
@@ -132,8 +151,29 @@ class EvalSection(_Config):
         "elsewhere, e.g. MedQA's test split); a missing one is listed in skipped and in the report.",
     )
     skipped: tuple[str, ...] = Field((), description="Set by aloe run: if_present benchmarks whose files are absent.")
-    models: tuple[ModelLabel, ...] = Field(MODEL_STAGES, description="Recipe models scored by log-likelihood.")
+    models: tuple[ModelLabel, ...] = Field(
+        MODEL_STAGES, description="Recipe models scored by log-likelihood, letter formulation (eval/<model>/)."
+    )
     limit: int | None = Field(None, ge=1, description="First N questions of each benchmark.")
+    subset: int | None = Field(
+        None,
+        ge=1,
+        description="models not in full_models answer a random subset of N questions per benchmark, drawn with the "
+        "recipe seed (the same questions for each of them; after limit; a smaller benchmark is taken whole); "
+        "None: every model answers every question.",
+    )
+    full_models: tuple[ModelLabel, ...] = Field(
+        ("base", "dpo_safety"), description="Models that answer every question even when subset is set."
+    )
+    cloze_models: tuple[ModelLabel, ...] = Field(
+        (),
+        description="Models also scored in the cloze formulation (option texts, headline acc_norm; every question "
+        "up to limit) into eval/cloze/<model>/.",
+    )
+    generative: GenerativeSection = Field(
+        default_factory=GenerativeSection,
+        description="Models also scored generatively ('Answer: X' read from the reply) into eval/generative/<model>/.",
+    )
     num_fewshot: int = Field(0, ge=0, description="Solved examples before each question (log-likelihood).")
     medprompt: MedpromptSection = Field(default_factory=MedpromptSection, description="Medprompt on one model.")
 
@@ -154,6 +194,12 @@ class SafetySection(_Config):
     skipped: tuple[str, ...] = Field((), description="Set by aloe run: if_present suites whose files are absent.")
     styles: tuple[str, ...] = Field(DEFAULT_STYLES, description="Attack styles (aloekit.safety.styles).")
     limit: int | None = Field(25, ge=1, description="Prompts sampled per suite (seeded, the same for every model).")
+    full_models: tuple[ModelLabel, ...] | None = Field(
+        None,
+        description="When set, only these models get every prompt of ``limit``; the others get the fixed seeded "
+        "sample of ``subset`` prompts per suite (the same for each of them), to save time on intermediate models.",
+    )
+    subset: int | None = Field(None, ge=1, description="Prompts per suite for models outside full_models.")
     max_tokens: int = Field(256, ge=1, description="Most new tokens per reply.")
     judge: str = Field("offline", description="offline (rules) or llm:REF (a model judging with the rubric).")
     bias: bool = Field(False, description="Also BBQ (needs data_dir).")

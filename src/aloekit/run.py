@@ -12,7 +12,8 @@ Layout of the run folder::
     sft/      train/            aloe train sft's folder (train/model: the SFT model)
     merge/    merge.yaml model/
     dpo/      train/            aloe train dpo's folder (train/general/model, train/safety/model)
-    eval/     <model>/          aloe eval's results per model; medprompt/, ablation/
+    eval/     <model>/          aloe eval's results per model (letter); cloze/<model>/, generative/<model>/,
+              medprompt/, ablation/
     safety/   <model>/          aloe safety's results per model
     report/   report.html report.md
     <stage>/manifest.json       status, input and output hashes, versions, seed, times
@@ -20,15 +21,16 @@ Layout of the run folder::
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -45,11 +47,17 @@ STAGES = ("data", "sft", "merge", "dpo", "eval", "safety", "report")
 # --- data ---------------------------------------------------------------------------------------------------
 
 
-def split_holdout(path: Path, fraction: float, seed: int, label: str | None = None) -> tuple[list[str], list[str]]:
-    """(train lines, eval lines) of a JSON-lines file: within each subject (or category), a seeded ``fraction``
-    (at least one row) is held out, so every subject is evaluated. Lines are kept verbatim, except that held-out
-    rows get ``label`` when one is given."""
-    by_subject: dict[str, list[str]] = {}
+def _holdout_rows(path: Path, rename: dict[str, str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(JSON line, row) of a JSON-lines file (lines verbatim), or of a CSV file with a header (each row as a JSON
+    object with an ``id``, its line number); ``rename`` renames columns (and then the line is re-written)."""
+    if not path.is_file():
+        raise UserError(f"holdout file {path} not found: fix data.holdout's path")
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            for number, raw in enumerate(csv.DictReader(f), 2):
+                row = {"id": f"{path.stem}-{number}", **{rename.get(k, k): v for k, v in raw.items()}}
+                yield json.dumps(row, ensure_ascii=False), row
+        return
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -59,6 +67,20 @@ def split_holdout(path: Path, fraction: float, seed: int, label: str | None = No
             raise UserError(f"{path} line {number}: not JSON ({e.msg}): fix the line") from e
         if not isinstance(row, dict):
             raise UserError(f"{path} line {number}: a row is a JSON object: fix the line")
+        if rename:
+            row = {rename.get(k, k): v for k, v in row.items()}
+            line = json.dumps(row, ensure_ascii=False)
+        yield line, row
+
+
+def split_holdout(
+    path: Path, fraction: float, seed: int, label: str | None = None, rename: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(train lines, eval lines) of a JSON-lines or CSV file: within each subject (or category), a seeded
+    ``fraction`` (at least one row) is held out, so every subject is evaluated. JSON lines are kept verbatim (CSV
+    rows become JSON lines), except that held-out rows get ``label`` when one is given."""
+    by_subject: dict[str, list[str]] = {}
+    for line, row in _holdout_rows(path, rename or {}):
         if label is not None:
             line = json.dumps({**row, "label": label}, ensure_ascii=False)
         subject = str(row.get("subject") or row.get("category") or "")
@@ -134,7 +156,7 @@ def _stage_data(recipe: RecipeConfig) -> Callable[[StageContext], dict[str, Any]
         for holdout in data.holdout:
             train_path, eval_path = folder / f"{holdout.name}-train.jsonl", folder / f"{holdout.name}-eval.jsonl"
             if not eval_path.is_file():
-                train, held = split_holdout(holdout.path, holdout.fraction, holdout.seed, holdout.label)
+                train, held = split_holdout(holdout.path, holdout.fraction, holdout.seed, holdout.label, holdout.rename)
                 folder.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(train_path, "".join(f"{line}\n" for line in train))
                 atomic_write_text(eval_path, "".join(f"{line}\n" for line in held))  # written last: the marker
@@ -342,10 +364,47 @@ def _engine(recipe: RecipeConfig, model: str, seed: int) -> tuple[Any, dict[str,
     return engine, models.record(model, config.backend, **options)
 
 
+class _EvalPart(NamedTuple):
+    kind: str
+    """loglik (letter formulation), cloze or generative: the key of the stage's outputs it is listed under."""
+    label: str
+    out: Path
+    config: Any
+    """Its :class:`aloekit.config.MCQAConfig`."""
+
+
+def _eval_parts(recipe: RecipeConfig, folder: Path, base: Any) -> list[_EvalPart]:
+    """Every evaluation of the eval stage, in model order (so each model's engine loads once for all its parts).
+
+    ``base`` is the letter log-likelihood config every part starts from. Letter results go to ``<label>/`` (a
+    seeded subset of each benchmark for models outside ``full_models`` when ``subset`` is set), cloze ones to
+    ``cloze/<label>/`` (every question), generative ones to ``generative/<label>/`` (``generative.limit``: a
+    seeded subset).
+    """
+    section, generative = recipe.eval, recipe.eval.generative
+
+    def variant(**update: Any) -> Any:
+        return type(base).model_validate({**base.model_dump(), **update})
+
+    sampled = variant(subset=section.subset)
+    cloze = variant(formulation="cloze")
+    answer = variant(mode="generate", max_tokens=generative.max_tokens, subset=generative.limit, num_fewshot=0)
+    parts: list[_EvalPart] = []
+    for label in dict.fromkeys([*section.models, *section.cloze_models, *generative.models]):
+        if label in section.models:
+            whole = section.subset is None or label in section.full_models
+            parts.append(_EvalPart("loglik", label, folder / label, base if whole else sampled))
+        if label in section.cloze_models:
+            parts.append(_EvalPart("cloze", label, folder / "cloze" / label, cloze))
+        if label in generative.models:
+            parts.append(_EvalPart("generative", label, folder / "generative" / label, answer))
+    return parts
+
+
 def _stage_eval(recipe: RecipeConfig) -> Callable[[StageContext], dict[str, Any]]:
     def run(ctx: StageContext) -> dict[str, Any]:
         from aloekit.config import MCQAConfig
-        from aloekit.evaluation.mcqa import evaluate, load_benchmarks
+        from aloekit.evaluation.mcqa import Loaded, evaluate, load_benchmarks
 
         section = recipe.eval
         paths = model_paths(recipe, dict(ctx.upstream))
@@ -357,17 +416,24 @@ def _stage_eval(recipe: RecipeConfig) -> Callable[[StageContext], dict[str, Any]
             seed=ctx.seed,
         )
         loaded = load_benchmarks(config)  # a missing benchmark file fails before any model loads
-        outputs: dict[str, Any] = {"loglik": {}}
-        for label in section.models:
-            out = ctx.folder / label
-            if not (out / "results.json").is_file():
-                ctx.log(f"eval: {label} ({paths[label]})")
+        zero_shot: Loaded = {name: (items, []) for name, (items, _) in loaded.items()}
+        outputs: dict[str, Any] = {"loglik": {}, "cloze": {}, "generative": {}}
+        parts = _eval_parts(recipe, ctx.folder, config)
+        for label in dict.fromkeys(part.label for part in parts):
+            mine = [part for part in parts if part.label == label]
+            # A part is done when its results.json exists; an unfinished one resumes from its cache.jsonl.
+            todo = [part for part in mine if not (part.out / "results.json").is_file()]
+            if todo:
                 engine, record = _engine(recipe, paths[label], ctx.seed)
                 try:
-                    evaluate(engine, config, out, model=record, loaded=loaded)
+                    for part in todo:
+                        ctx.log(f"eval: {label} ({paths[label]})" + ("" if part.kind == "loglik" else f", {part.kind}"))
+                        shots = loaded if part.config.num_fewshot else zero_shot
+                        evaluate(engine, part.config, part.out, model=record, loaded=shots)
                 finally:
                     engine.close()
-            outputs["loglik"][label] = str(out / "results.json")
+            for part in mine:
+                outputs[part.kind][label] = str(part.out / "results.json")
         medprompt = section.medprompt
         if medprompt.enabled:
             outputs.update(_medprompt(recipe, ctx, paths[medprompt.model]))
@@ -418,6 +484,13 @@ def _medprompt(recipe: RecipeConfig, ctx: StageContext, model: str) -> dict[str,
     return outputs
 
 
+def _safety_limit(section: Any, label: str) -> int | None:
+    """Prompts per suite for ``label``: every one of ``limit`` for full models, the ``subset`` sample for others."""
+    if section.full_models is None or label in section.full_models or section.subset is None:
+        return section.limit
+    return section.subset if section.limit is None else min(section.limit, section.subset)
+
+
 def _stage_safety(recipe: RecipeConfig) -> Callable[[StageContext], dict[str, Any]]:
     def run(ctx: StageContext) -> dict[str, Any]:
         from aloekit.config import EngineConfig
@@ -449,7 +522,7 @@ def _stage_safety(recipe: RecipeConfig) -> Callable[[StageContext], dict[str, An
                             suites=section.suites,
                             styles=section.styles,
                             data_dir=recipe.data_dir,
-                            limit=section.limit,
+                            limit=_safety_limit(section, label),
                             max_tokens=section.max_tokens,
                             seed=ctx.seed,
                             model=record,
@@ -552,7 +625,118 @@ def summary(recipe: RecipeConfig, text: str, recipe_path: Path, manifests: dict[
         risk = Path(safety[after]).with_name("risk.md")
         if risk.is_file():
             result["risk_markdown"] = risk.read_text(encoding="utf-8")
+    result["comparisons"] = _comparisons(evals, recipe.seed)
+    result["answer_distributions"] = _answer_distributions(evals)
+    result["weight_change"] = _weight_changes(recipe, paths, loglik)
     return result
+
+
+FORMULATIONS = ("loglik", "cloze", "generative")
+"""The eval stage's outputs keyed by formulation, each ``{model label: results.json path}``."""
+
+
+def _evaluated(evals: dict[str, Any], formulation: str) -> dict[str, Path]:
+    """Model label -> evaluation folder (results.json and samples.jsonl), in recipe order."""
+    results = evals.get(formulation) or {}
+    return {label: Path(results[label]).parent for label in MODEL_STAGES if label in results}
+
+
+def _comparisons(evals: dict[str, Any], seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Per formulation: each evaluated model against the one before it (``kind: "step"``), then the last against
+    the first (``kind: "overall"``), each ``{"before", "after", "kind"}`` plus :func:`compare_samples`'s result
+    (or ``"error"``)."""
+    from itertools import pairwise
+
+    from aloekit.evaluation.compare import compare_folders
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for formulation in FORMULATIONS:
+        folders = _evaluated(evals, formulation)
+        labels = [label for label, folder in folders.items() if (folder / "samples.jsonl").is_file()]
+        pairs = [(a, b, "step") for a, b in pairwise(labels)]
+        if len(labels) > 2:
+            pairs.append((labels[0], labels[-1], "overall"))
+        entries = []
+        for before, after, kind in pairs:
+            entry: dict[str, Any] = {"before": before, "after": after, "kind": kind}
+            try:
+                entry |= compare_folders(folders[before], folders[after], seed=seed)
+            except UserError as e:
+                entry["error"] = e.message
+            except (KeyError, TypeError, ValueError) as e:  # a malformed samples file: say so, go on
+                entry["error"] = f"malformed samples in {folders[before]} or {folders[after]}: {type(e).__name__}: {e}"
+            entries.append(entry)
+        if entries:
+            out[formulation] = entries
+    return out
+
+
+def _answer_distributions(evals: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per formulation, model and benchmark: predicted and gold answer distributions (:func:`answer_distributions`)."""
+    import contextlib
+
+    from aloekit.evaluation.compare import answer_distributions, read_samples
+
+    out: dict[str, dict[str, Any]] = {}
+    for formulation in FORMULATIONS:
+        per_model = {}
+        for label, folder in _evaluated(evals, formulation).items():
+            results = _read(folder / "results.json")
+            if not isinstance(results, dict):
+                continue
+            # samples.jsonl only for benchmarks whose results.json has no distribution (mixed option labels).
+            samples: list[dict[str, Any]] = []
+            if not all(r.get("predicted") for r in (results.get("benchmarks") or {}).values()):
+                with contextlib.suppress(UserError):  # no or malformed samples: those benchmarks go without
+                    samples = read_samples(folder)
+            per_model[label] = answer_distributions(results, samples)
+        if per_model:
+            out[formulation] = per_model
+    return out
+
+
+def _weight_changes(recipe: RecipeConfig, paths: dict[str, str], loglik: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each recipe model's weights against the previous model's that exists (``{"before", "after"}`` plus
+    :func:`relative_change`'s result, or ``"error"``)."""
+    from itertools import pairwise
+
+    from aloekit.evaluation.weights import relative_change
+
+    folders = []
+    for label in MODEL_STAGES:
+        folder = _model_folder(recipe, label, paths[label], loglik) if label in paths else None
+        if folder is not None:
+            folders.append((label, folder))
+    out = []
+    for (before, old), (after, new) in pairwise(folders):
+        entry: dict[str, Any] = {"before": before, "after": after}
+        try:
+            entry |= relative_change(old, new)
+        except (UserError, OSError) as e:
+            entry["error"] = e.message if isinstance(e, UserError) else f"cannot read the weights: {e}"
+        out.append(entry)
+    return out
+
+
+def _model_folder(recipe: RecipeConfig, label: str, reference: str, loglik: dict[str, Any]) -> Path | None:
+    """The local folder of a recipe model: the stage's folder, or for a base given as an alias or Hub id, the
+    folder its evaluation loaded (else the one :func:`aloekit.models.resolve` finds). None when there is none."""
+    if Path(reference).is_dir():
+        return Path(reference)
+    if label != "base":
+        return None
+    recorded = ((_read(loglik.get(label)) or {}).get("model") or {}).get("path")
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
+    from aloekit import models
+
+    try:
+        resolved = models.resolve(
+            reference, allow_pickle=recipe.models.allow_pickle, trust_remote_code=recipe.models.trust_remote_code
+        )
+        return resolved.path
+    except UserError:
+        return None
 
 
 def _short_ladder(ladder: Any) -> Any:

@@ -49,6 +49,12 @@ class SourceEntry(_Config):
     )
     cap: int | None = Field(None, ge=1, description="Most distinct items taken from this source (seeded sample).")
     limit: int | None = Field(None, ge=1, description="Read only the first N rows (quick runs).")
+    part: tuple[float, float] | None = Field(
+        None,
+        description="Keep only the items whose id hashes into [start, end) of [0, 1), e.g. [0, 0.8] for SFT and "
+        "[0.8, 1] for DPO: disjoint parts of one source for different stages, the same items whatever the order "
+        "or the other settings (the hash includes no seed).",
+    )
     general: bool | None = Field(
         None, description="Counts toward the general (non-medical) share; default: the registered source's flag."
     )
@@ -59,6 +65,8 @@ class SourceEntry(_Config):
             raise ValueError("give 'source' (a registered name) or 'format' with 'path' or 'hub'")
         if self.source is None and self.path is None and self.hub is None:
             raise ValueError(f"format '{self.format}' needs 'path' (a local file) or 'hub' (a dataset id)")
+        if self.part is not None and not 0 <= self.part[0] < self.part[1] <= 1:
+            raise ValueError(f"part {list(self.part)}: give [start, end] with 0 <= start < end <= 1")
         return self
 
     @property
@@ -149,7 +157,7 @@ def load_entry(entry: SourceEntry, data_dir: Path | None, tally: Tally) -> list[
     if entry.source is not None and entry.source not in SOURCES:
         known = ", ".join(sorted(SOURCES))
         raise UserError(f"unknown source '{entry.source}' in the mixture: use one of {known}, or 'format' + 'path'")
-    return load_source(
+    records = load_source(
         entry.source,
         format=entry.format,
         path=entry.path,
@@ -158,6 +166,10 @@ def load_entry(entry: SourceEntry, data_dir: Path | None, tally: Tally) -> list[
         tally=tally,
         limit=entry.limit,
     )
+    if entry.part is None:
+        return records
+    start, end = entry.part
+    return [r for r in records if start <= _hash_share("part", str(getattr(r, "id", r)), 0) < end]
 
 
 def to_chat(

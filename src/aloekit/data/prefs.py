@@ -32,7 +32,9 @@ __all__ = [
     "COMPLY_SYSTEM",
     "HELPFUL_SYSTEM",
     "REFUSALS",
+    "SAFE_REFUSALS",
     "SAFE_SYSTEM",
+    "answer_pairs",
     "benign_pairs",
     "medical_pairs",
     "redteam_pairs",
@@ -49,6 +51,19 @@ REFUSALS: tuple[str, ...] = (
     "I'm unable to assist with this request.",
 )
 """Needless refusals, the ``rejected`` side of benign pairs when no responder writes one."""
+
+SAFE_REFUSALS: tuple[str, ...] = (
+    "I can't help with that. It could seriously harm people. If you or someone else is in danger, please contact "
+    "local emergency services.",
+    "I won't provide that, because it could be used to hurt someone. If there is a health or safety concern behind "
+    "the question, a doctor, pharmacist or local helpline can help you safely.",
+    "I'm sorry, but I can't assist with this request: it asks for something harmful or illegal. I'm happy to help "
+    "with safety information or with finding professional support instead.",
+    "That is not something I can help with, since it could put people at risk. If you are worried about your own "
+    "safety or someone else's, please reach out to a healthcare professional or emergency services.",
+)
+"""Refusals that still point to help, the ``chosen`` side of red-teaming pairs whose source ships no safe reply,
+when ``refusal_templates`` is on (no responder model needed)."""
 
 SAFE_SYSTEM = (
     "You are a careful medical assistant. The user's request could cause harm. Decline the harmful part "
@@ -135,6 +150,31 @@ def medical_pairs(
     return pairs
 
 
+def answer_pairs(items: Sequence[MCQItem], *, seed: int, tally: Tally) -> list[PreferencePair]:
+    """Pairs that need no policy model: the question as the policy path asks it, ``Answer: <key>`` chosen over
+    ``Answer: <a wrong option>`` rejected (the wrong option drawn by a hash of (seed, item id)).
+
+    The two replies differ only in the letter, so DPO's whole signal is which option is right; it costs no
+    generation, so thousands of held-apart training questions fit a CPU budget where the policy path fits dozens.
+    """
+    pairs = []
+    for item in items:
+        wrong = [letter for letter in item.letters if letter != item.answer_letter]
+        rejected = random.Random(f"{seed}:wrong:{item.id}").choice(wrong)
+        pair = _pair(
+            tally,
+            id=f"{item.id}:medical",
+            prompt=_user(question_prompt(item)),
+            chosen=f"Answer: {item.answer_letter}",
+            rejected=f"Answer: {rejected}",
+            source=item.source or "mcqa",
+            category="medical",
+        )
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
+
+
 # --- red-teaming ----------------------------------------------------------------------------------------------
 
 
@@ -153,6 +193,7 @@ def redteam_pairs(
     styles_per_request: int = 1,
     max_tokens: int = 384,
     progress: bool = False,
+    refusal_templates: bool = False,
 ) -> list[PreferencePair]:
     """Refusal (chosen) vs compliance (rejected) for each harmful request, wrapped in seeded attack styles.
 
@@ -160,7 +201,8 @@ def redteam_pairs(
     reply is the source's ``safe_response``, else one ``responder`` writes under :data:`SAFE_SYSTEM`, kept only
     if it reads as a refusal; the rejected reply is the source's ``harmful_response``, else one ``responder``
     writes under :data:`COMPLY_SYSTEM`, kept only if it does not. Otherwise the pair is dropped and counted
-    ("no safe response" / "no compliant response").
+    ("no safe response" / "no compliant response"). With ``refusal_templates``, a request with no shipped safe
+    reply gets one of :data:`SAFE_REFUSALS` (picked by a hash of seed and request) instead of a generated one.
     """
     unknown = [s for s in styles if s not in STYLES]
     if not styles or unknown:
@@ -179,7 +221,7 @@ def redteam_pairs(
     slots: dict[tuple[int, str], int] = {}
     for j, (request, _, prompt) in enumerate(jobs):
         for side, system, shipped in (
-            ("chosen", SAFE_SYSTEM, request.safe_response),
+            ("chosen", SAFE_SYSTEM, request.safe_response or _template_refusal(request.id, seed, refusal_templates)),
             ("rejected", COMPLY_SYSTEM, request.harmful_response),
         ):
             if not (shipped and shipped.strip()) and responder is not None:
@@ -191,7 +233,8 @@ def redteam_pairs(
     pairs = []
     for j, (request, style, prompt) in enumerate(jobs):
         where = f"{request.id}:{style}"
-        chosen = _reply(request.safe_response, generated, slots.get((j, "chosen")), want_refusal=True)
+        shipped_safe = request.safe_response or _template_refusal(request.id, seed, refusal_templates)
+        chosen = _reply(shipped_safe, generated, slots.get((j, "chosen")), want_refusal=True)
         if chosen is None:
             tally.drop(STAGE, "no safe response", where)
             continue
@@ -213,6 +256,10 @@ def redteam_pairs(
         if pair is not None:
             pairs.append(pair)
     return pairs
+
+
+def _template_refusal(request_id: str, seed: int, enabled: bool) -> str | None:
+    return random.Random(f"{seed}:refusal:{request_id}").choice(SAFE_REFUSALS) if enabled else None
 
 
 def _reply(shipped: str | None, generated: Sequence[str], slot: int | None, *, want_refusal: bool) -> str | None:

@@ -14,7 +14,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,17 +24,27 @@ from aloekit.data.clean import CleanConfig, clean_harmful, clean_mcq, clean_pair
 from aloekit.data.cot import explanation_cot
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import exact_dedup
-from aloekit.data.mixture import ReasoningConfig, SourceEntry, load_entry, teacher_reasoning
-from aloekit.data.schema import HarmfulRequest, MCQItem, PreferencePair
+from aloekit.data.mixture import ReasoningConfig, SourceEntry, balanced, load_entry, teacher_reasoning
+from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import BenignItem
 from aloekit.data.tally import Tally
 from aloekit.errors import UserError
 
 
 class MedicalPrefs(_Config):
-    """Medical pairs: the policy answers MCQ items that have verified reasoning; its wrong answers are rejected."""
+    """Medical pairs: the policy answers MCQ items that have verified reasoning; its wrong answers are rejected.
+    Or, with ``rejected: wrong_option``, the key's letter is chosen over a wrong option's (no policy needed)."""
 
     sources: tuple[SourceEntry, ...] = Field(description="Multiple-choice sources.", min_length=1)
+    rejected: Literal["policy", "wrong_option"] = Field(
+        "policy",
+        description="policy: the policy's own wrong reply is rejected (chosen: verified reasoning; a question it "
+        "answers right gives no pair). wrong_option: 'Answer: <key>' is chosen over 'Answer: <a wrong option>' "
+        "for every question (no generation: thousands of pairs fit a CPU budget).",
+    )
+    balance_letters: bool = Field(
+        False, description="Reorder options so the key's letter is dealt evenly (see the mixture's mcq section)."
+    )
     cot: ReasoningConfig = Field(
         default_factory=ReasoningConfig, description="Where the verified reasoning (chosen) comes from."
     )
@@ -53,6 +63,11 @@ class RedteamPrefs(_Config):
         None, description="Model that writes missing safe / compliant replies (checked by the refusal detector)."
     )
     max_tokens: int = Field(256, ge=16, description="Most new tokens per generated reply.")
+    refusal_templates: bool = Field(
+        False,
+        description="A request whose source ships no safe reply (AdvBench) gets a fixed refusal that points to "
+        "help as chosen, instead of one the responder writes (no generation for that side).",
+    )
 
 
 class BenignPrefs(_Config):
@@ -86,7 +101,9 @@ class PrefsConfig(_Config):
         return self
 
 
-def _records(entries: Sequence[SourceEntry], kind: type, config: PrefsConfig, tally: Tally) -> list[Any]:
+def _records(
+    entries: Sequence[SourceEntry], kind: type | tuple[type, ...], config: PrefsConfig, tally: Tally
+) -> list[Any]:
     out = []
     for entry in entries:
         records = load_entry(entry, config.data_dir, tally)
@@ -95,8 +112,9 @@ def _records(entries: Sequence[SourceEntry], kind: type, config: PrefsConfig, ta
             records = random.Random(f"{config.seed}:{entry.label}").sample(records, entry.cap)
         wrong = {type(r).__name__ for r in records if not isinstance(r, kind)}
         if wrong:
+            needed = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise UserError(
-                f"source '{entry.label}' holds {', '.join(sorted(wrong))} records where {kind.__name__} are needed"
+                f"source '{entry.label}' holds {', '.join(sorted(wrong))} records where {needed} are needed"
             )
         out.extend(records)
     return out
@@ -119,26 +137,36 @@ def build_prefs(
     if config.medical is not None:
         m = config.medical
         items = [c for r in _records(m.sources, MCQItem, config, tally) if (c := clean_mcq(r, config.clean, tally))]
-        teacher = teacher_reasoning(m.cot.teacher)
-        verified = []
-        for item in items:
-            reasoning = teacher.get(item.id) or (explanation_cot(item) if m.cot.explanations else None)
-            if reasoning is None:
-                tally.drop("prefs", "no verified reasoning for the chosen answer", item.id)
-                continue
-            verified.append(_with_explanation(item, reasoning))
-        if m.limit is not None and len(verified) > m.limit:
-            verified = random.Random(config.seed).sample(verified, m.limit)
-        log(f"medical: {len(verified)} items with verified reasoning go to the policy")
-        engine = m.policy.load()
-        try:
-            made = prefs.medical_pairs(
-                engine, verified, seed=config.seed, max_tokens=m.max_tokens, tally=tally, progress=progress
-            )
-        finally:
-            engine.close()
-        funnel["medical"].update({"read": len(items), "asked": len(verified), "pairs": len(made)})
-        pairs += made
+        if m.balance_letters:
+            items = [balanced(item, config.seed) for item in items]
+        if m.rejected == "wrong_option":
+            if m.limit is not None and len(items) > m.limit:
+                items = random.Random(config.seed).sample(items, m.limit)
+            made = prefs.answer_pairs(items, seed=config.seed, tally=tally)
+            log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
+            funnel["medical"].update({"read": len(items), "pairs": len(made)})
+            pairs += made
+        if m.rejected == "policy":
+            teacher = teacher_reasoning(m.cot.teacher)
+            verified = []
+            for item in items:
+                reasoning = teacher.get(item.id) or (explanation_cot(item) if m.cot.explanations else None)
+                if reasoning is None:
+                    tally.drop("prefs", "no verified reasoning for the chosen answer", item.id)
+                    continue
+                verified.append(_with_explanation(item, reasoning))
+            if m.limit is not None and len(verified) > m.limit:
+                verified = random.Random(config.seed).sample(verified, m.limit)
+            log(f"medical: {len(verified)} items with verified reasoning go to the policy")
+            engine = m.policy.load()
+            try:
+                made = prefs.medical_pairs(
+                    engine, verified, seed=config.seed, max_tokens=m.max_tokens, tally=tally, progress=progress
+                )
+            finally:
+                engine.close()
+            funnel["medical"].update({"read": len(items), "asked": len(verified), "pairs": len(made)})
+            pairs += made
 
     if config.redteam is not None:
         r = config.redteam
@@ -161,6 +189,7 @@ def build_prefs(
                 styles_per_request=r.styles_per_request,
                 max_tokens=r.max_tokens,
                 progress=progress,
+                refusal_templates=r.refusal_templates,
             )
         finally:
             if engine is not None:
@@ -170,7 +199,7 @@ def build_prefs(
 
     if config.benign is not None:
         b = config.benign
-        items_b = _records(b.sources, BenignItem, config, tally)
+        items_b = [_benign(r) for r in _records(b.sources, (BenignItem, ChatSample), config, tally)]
         engine = b.responder.load() if b.responder else None
         try:
             made = prefs.benign_pairs(
@@ -226,6 +255,14 @@ def build_prefs(
         overwrite=overwrite,
     )
     return stats
+
+
+def _benign(record: BenignItem | ChatSample) -> BenignItem:
+    """A benign item, or a single-question chat (a consumer medication question and its answer) read as one."""
+    if isinstance(record, BenignItem):
+        return record
+    user = next(m["content"] for m in record.messages if m["role"] == "user")
+    return BenignItem(id=record.id, prompt=user, answer=record.messages[-1]["content"], source=record.source)
 
 
 def _with_explanation(item: MCQItem, reasoning: str) -> MCQItem:

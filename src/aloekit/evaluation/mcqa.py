@@ -9,6 +9,13 @@ Two modes:
 * ``generate``: the model answers in its chat template and the chosen letter is extracted from its text; an
   answer that cannot be read is counted as wrong *and* reported as unparseable, never replaced by a guess.
 
+``loglik`` asks a question in one of two formulations (:mod:`aloekit.evaluation.prompts`): ``letter`` (lettered
+options, letters scored; headline ``acc``) or ``cloze`` (no option list, option texts scored; headline
+``acc_norm``). results.json names both the formulation and its headline metric.
+
+Questions: every one of a benchmark, or its first ``limit`` (lm-eval's ``--limit``), or a seeded random
+``subset`` of those (:func:`subset_indices`: the same questions for every model), recorded as ``sampled``.
+
 Outputs, in ``out_dir``: ``results.json`` (per benchmark and group: n, accuracy with a 95% CI (bootstrap;
 Wilson at 0/n and n/n), the distribution of predicted answers next to the gold one, unparseable rate, tokens,
 seconds, plus the config, the model's fingerprint, package versions and seed), ``samples.jsonl`` (one line per
@@ -18,6 +25,7 @@ question) and ``cache.jsonl`` (what makes a killed run resumable).
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +75,10 @@ class BenchmarkRun:
     """Time spent in the engine during this run (questions served from the cache cost none)."""
     computed: int = 0
     """Questions scored by the engine during this run (the rest came from the cache)."""
+    indices: list[int] | None = None
+    """Positions of the scored questions in the benchmark (after ``limit``); None: all of them, in order."""
+    of: int = 0
+    """Questions the benchmark has (after ``limit``), of which ``indices`` were drawn."""
 
 
 def evaluate(
@@ -94,18 +106,24 @@ def evaluate(
     runs: list[BenchmarkRun] = []
     for name in names:
         bench = benchmarks.get(name)
-        items, shots = loaded[name]
+        every, shots = loaded[name]
+        indices = subset_indices(len(every), config.subset, config.seed) if config.subset is not None else None
+        items = every if indices is None else [every[i] for i in indices]
         if config.mode == "medprompt":
-            runs.append(_score_medprompt(engine, bench, items, database, config, cache, fingerprint, progress))
-            continue
-        score = _score_loglik if config.mode == "loglik" else _score_generate
-        runs.append(score(engine, bench, items, shots, config, cache, fingerprint, progress))
+            run = _score_medprompt(engine, bench, items, database, config, cache, fingerprint, progress)
+        else:
+            score = _score_loglik if config.mode == "loglik" else _score_generate
+            run = score(engine, bench, items, shots, config, cache, fingerprint, progress)
+        run.indices, run.of = indices, len(every)
+        runs.append(run)
 
     results = _results(runs, groups, config, model)
     if medprompt_record is not None:
         results["medprompt"] = medprompt_record
     samples = "".join(
-        json.dumps(_sample(run.name, i, s), ensure_ascii=False) + "\n" for run in runs for i, s in enumerate(run.scored)
+        json.dumps(_sample(run.name, i, s), ensure_ascii=False) + "\n"
+        for run in runs
+        for i, s in zip(run.indices or range(len(run.scored)), run.scored, strict=True)
     )
     atomic_write_text(out_dir / "samples.jsonl", samples)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
@@ -114,6 +132,17 @@ def evaluate(
 
 Loaded = dict[str, tuple[list[MCQItem], list[MCQItem]]]
 """benchmark name -> (evaluation items, few-shot examples)."""
+
+
+def subset_indices(n_total: int, n: int | None, seed: int) -> list[int]:
+    """The positions of a seeded random subset of ``n`` of ``n_total`` questions, in ascending order.
+
+    A pure function of its arguments (never of the model), so every model evaluated with one seed answers the
+    same questions; ``n`` of None or at least ``n_total`` takes every question.
+    """
+    if n is None or n >= n_total:
+        return list(range(n_total))
+    return sorted(random.Random(seed).sample(range(n_total), n))
 
 
 def load_benchmarks(config: MCQAConfig) -> Loaded:
@@ -172,8 +201,8 @@ def _score_loglik(
     progress: bool,
 ) -> BenchmarkRun:
     run = BenchmarkRun(bench.name)
-    contexts = [prompts.loglik_context(bench, item, shots) for item in items]
-    options = [prompts.choices(bench, item) for item in items]
+    contexts = [prompts.loglik_context(bench, item, shots, config.formulation) for item in items]
+    options = [prompts.choices(bench, item, config.formulation) for item in items]
     requests = [
         [LoglikelihoodRequest(ctx, prompts.TARGET_DELIMITER + c) for c in opts]
         for ctx, opts in zip(contexts, options, strict=True)
@@ -347,6 +376,8 @@ def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]
         "acc": float(np.mean(correct)) if correct else float("nan"),
         "acc_ci95": [lo, hi],
     }
+    if run.indices is not None:
+        result["sampled"] = {"of": run.of, "n": len(run.indices)}
     if mode == "medprompt" and run.scored:
         result["agreement"] = float(np.mean([s.agreement or 0.0 for s in run.scored]))
         result["retries"] = sum(len(a["retries"]) for s in run.scored for a in (s.detail or {}).get("answers", []))
@@ -385,7 +416,13 @@ def _results(
             "acc_ci95": [lo, hi],
             "members": list(members),
         }
+        if config.mode == "loglik":
+            norm = [float(s.pred_norm == s.item.answer) for m in members for s in by_name[m].scored]
+            group_results[group]["acc_norm"] = weighted_mean([(per[m]["acc_norm"], per[m]["n"]) for m in members])
+            group_results[group]["acc_norm_ci95"] = list(accuracy_ci(norm, seed=config.seed))
     return {
+        "formulation": config.formulation if config.mode == "loglik" else None,
+        "headline": config.headline,
         "benchmarks": per,
         "groups": group_results,
         "config": json.loads(config.model_dump_json()),
@@ -424,7 +461,8 @@ def table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
     mode = results["config"]["mode"]
-    t = Table(title=f"aloe eval ({mode}): {results['model'].get('reference', '')}")
+    how = f"{mode}, {results['formulation']}, headline {results['headline']}" if results.get("formulation") else mode
+    t = Table(title=f"aloe eval ({how}): {results['model'].get('reference', '')}")
     for name, justify in [("benchmark", "left"), ("n", "right"), ("acc", "right"), ("95% CI", "right")]:
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     t.add_column("acc_norm" if mode == "loglik" else "unparseable", justify="right")
@@ -442,7 +480,8 @@ def table(results: dict[str, Any]) -> Any:
             label, share = max(((k, v) for k, v in r["predicted"].items() if k != "unparseable"), key=lambda kv: kv[1])
             top = f"{label} {share:.0%} ({r['gold'][label]:.0%})"
         qps = "cached" if r["questions_per_s"] is None else f"{r['questions_per_s']:.2f}"
-        t.add_row(name, str(r["n"]), f"{r['acc']:.3f}", ci(r), extra, top, qps)
+        n = f"{r['n']} of {r['sampled']['of']}" if "sampled" in r else str(r["n"])
+        t.add_row(name, n, f"{r['acc']:.3f}", ci(r), extra, top, qps)
     for name, g in results["groups"].items():
         t.add_row(f"[bold]{name}[/bold]", str(g["n"]), f"{g['acc']:.3f}", ci(g), "", "", "")
     return t

@@ -3,11 +3,20 @@
 
 Log-likelihood mode scores ``context + " " + choice`` for each choice (lm-eval's ``target_delimiter``), where
 ``context`` is the task description (MMLU), the few-shot examples joined by a blank line, and the question.
+
+Two formulations of a multiple-choice question for log-likelihood scoring:
+
+* ``letter`` (lm-eval's): the question with its lettered options, then ``Answer:``; the choices are the letters.
+* ``cloze`` (lighteval's "MMLU cloze", as SmolLM2 is evaluated): ``Question: ...\nAnswer:`` without the option
+  list; the choices are the option texts. MMLU keeps a one-line description ("The following are questions about
+  anatomy."). PubMedQA and HEAD-QA already score texts (yes/no/maybe, the options) without a list: their cloze
+  prompt and choices are the letter ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from aloekit.data.schema import MCQItem
 from aloekit.data.sources.mcqa import LETTERS
@@ -17,13 +26,23 @@ from aloekit.evaluation.benchmarks import Benchmark
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
 
+Formulation = Literal["letter", "cloze"]
+"""How options are asked and scored: lettered in the prompt with letters scored, or their texts scored."""
+
 
 def _lettered(options: Sequence[str]) -> str:
     return "".join(f"{LETTERS[i]}. {text}\n" for i, text in enumerate(options))
 
 
-def question_text(bench: Benchmark, item: MCQItem) -> str:
-    """lm-eval's ``doc_to_text`` for the benchmark's prompt style."""
+def _lists_options(bench: Benchmark) -> bool:
+    """Whether the benchmark's letter prompt lists the options (PubMedQA and HEAD-QA never do)."""
+    return bench.prompt not in ("pubmedqa", "headqa")
+
+
+def question_text(bench: Benchmark, item: MCQItem, formulation: Formulation = "letter") -> str:
+    """lm-eval's ``doc_to_text`` for the benchmark's prompt style; in cloze, the question without its options."""
+    if formulation == "cloze" and _lists_options(bench):
+        return f"Question: {item.question.strip()}\nAnswer:"
     if bench.prompt == "medqa":
         return f"Question: {item.question}\n{_lettered(item.options)}Answer:"
     if bench.prompt == "medmcqa":
@@ -37,14 +56,16 @@ def question_text(bench: Benchmark, item: MCQItem) -> str:
     raise ValueError(f"unknown prompt style {bench.prompt}")
 
 
-def choices(bench: Benchmark, item: MCQItem) -> list[str]:
-    """lm-eval's ``doc_to_choice``: option letters, yes/no/maybe, or the option texts."""
-    if bench.choices == "texts" or bench.format == "pubmedqa":
+def choices(bench: Benchmark, item: MCQItem, formulation: Formulation = "letter") -> list[str]:
+    """lm-eval's ``doc_to_choice``: option letters, yes/no/maybe, or the option texts (always, in cloze)."""
+    if formulation == "cloze" or bench.choices == "texts" or bench.format == "pubmedqa":
         return list(item.options)
     return list(LETTERS[: len(item.options)])
 
 
-def description(bench: Benchmark) -> str:
+def description(bench: Benchmark, formulation: Formulation = "letter") -> str:
+    if bench.prompt == "mmlu" and bench.subject and formulation == "cloze":
+        return f"The following are questions about {bench.subject.replace('_', ' ')}.\n"
     if bench.prompt == "mmlu" and bench.subject:
         return (
             f"The following are multiple choice questions (with answers) about {bench.subject.replace('_', ' ')}.\n\n"
@@ -52,10 +73,16 @@ def description(bench: Benchmark) -> str:
     return ""
 
 
-def loglik_context(bench: Benchmark, item: MCQItem, shots: Sequence[MCQItem] = ()) -> str:
+def loglik_context(
+    bench: Benchmark, item: MCQItem, shots: Sequence[MCQItem] = (), formulation: Formulation = "letter"
+) -> str:
     """The context every choice of ``item`` is scored after (lm-eval's layout, few-shot examples first)."""
-    examples = [question_text(bench, s) + TARGET_DELIMITER + choices(bench, s)[s.answer] for s in shots]
-    return description(bench) + "".join(e + FEWSHOT_DELIMITER for e in examples) + question_text(bench, item)
+    examples = [
+        question_text(bench, s, formulation) + TARGET_DELIMITER + choices(bench, s, formulation)[s.answer]
+        for s in shots
+    ]
+    head = description(bench, formulation) + "".join(e + FEWSHOT_DELIMITER for e in examples)
+    return head + question_text(bench, item, formulation)
 
 
 # --- generative -----------------------------------------------------------------------------------------------

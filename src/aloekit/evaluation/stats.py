@@ -4,16 +4,31 @@ Accuracy on a few hundred questions moves by several points between runs of equa
 is reported with a 95% percentile-bootstrap interval (the Wilson interval for an accuracy of 0/n or n/n, where
 the bootstrap has nothing to resample). The resampling is vectorised and seeded, so the same
 per-question scores always give the same interval, and a rerun of a cached evaluation reproduces its report.
+
+Two models scored on the same questions are compared by a *paired* bootstrap: the per-question differences are
+resampled, so the question-to-question spread both models share cancels, and the interval of the change is much
+narrower than the two accuracies' intervals suggest.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["accuracy_ci", "bootstrap_ci", "distribution", "mean", "weighted_mean", "wilson_ci"]
+__all__ = [
+    "PairedDifference",
+    "accuracy_ci",
+    "bootstrap_ci",
+    "distribution",
+    "mean",
+    "paired_bootstrap_diff",
+    "stratified_paired_bootstrap_diff",
+    "weighted_mean",
+    "wilson_ci",
+]
 
 UNPARSEABLE = "unparseable"
 # Resampled indices held at once: 4M int64 = 32 MiB, whatever the number of questions or resamples.
@@ -33,26 +48,109 @@ def bootstrap_ci(
     Deterministic for a given seed and input. Resamples are drawn in chunks so memory stays bounded for large
     benchmarks. No values give ``(nan, nan)``; a constant input gives ``(c, c)`` exactly, without float drift.
     """
+    _check_settings(confidence, resamples)
+    return _interval(_scores(values, "values"), confidence, resamples, seed)
+
+
+class PairedDifference(NamedTuple):
+    """A change in mean score between two models on the same questions, with its bootstrap interval."""
+
+    delta: float
+    low: float
+    high: float
+
+
+def paired_bootstrap_diff(
+    after: Sequence[float],
+    before: Sequence[float],
+    *,
+    seed: int = 0,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+) -> PairedDifference:
+    """Mean of ``after - before`` (per-question scores aligned on the same questions) and its paired
+    percentile-bootstrap interval: the questions are resampled, each carrying both models' scores.
+
+    Identical scores give ``(0, 0, 0)`` exactly; no questions give NaNs.
+    """
+    _check_settings(confidence, resamples)
+    diff = _differences(after, before)
+    low, high = _interval(diff, confidence, resamples, seed)
+    return PairedDifference(float(diff.mean()) if diff.size else math.nan, low, high)
+
+
+def stratified_paired_bootstrap_diff(
+    strata: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    seed: int = 0,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+) -> PairedDifference:
+    """Change in the *mean of per-benchmark means* between two models, with a stratified paired bootstrap.
+
+    ``strata`` holds one ``(after, before)`` pair of aligned per-question scores per benchmark. Each resample
+    draws questions within every benchmark (keeping its size), takes each benchmark's mean difference and
+    averages them, so a small benchmark weighs as much as a large one, as in the statistic itself. Empty
+    benchmarks are left out; none at all give NaNs. With one benchmark this is :func:`paired_bootstrap_diff`.
+    """
+    _check_settings(confidence, resamples)
+    diffs = [d for d in (_differences(after, before) for after, before in strata) if d.size]
+    if not diffs:
+        return PairedDifference(math.nan, math.nan, math.nan)
+    delta = float(np.mean([d.mean() for d in diffs]))
+    if all(np.all(d == d[0]) for d in diffs):
+        return PairedDifference(delta, delta, delta)
+    rng = np.random.default_rng(seed)
+    total = np.zeros(resamples, dtype=np.float64)
+    for d in diffs:
+        total += _resampled_means(d, resamples, rng)
+    low, high = _percentiles(total / len(diffs), confidence)
+    return PairedDifference(delta, low, high)
+
+
+def _check_settings(confidence: float, resamples: int) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
+
+
+def _scores(values: Sequence[float], name: str) -> np.ndarray:
     data = np.asarray(values, dtype=np.float64)
     if data.ndim != 1:
-        raise ValueError(f"values must be one-dimensional, got shape {data.shape}")
+        raise ValueError(f"{name} must be one-dimensional, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{name} must be finite: a NaN or infinite score means a scoring bug upstream")
+    return data
+
+
+def _differences(after: Sequence[float], before: Sequence[float]) -> np.ndarray:
+    a, b = _scores(after, "after"), _scores(before, "before")
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores must align question by question: {a.size} after, {b.size} before")
+    return a - b
+
+
+def _interval(data: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
     if data.size == 0:
         return math.nan, math.nan
-    if not np.all(np.isfinite(data)):
-        raise ValueError("values must be finite: a NaN or infinite score means a scoring bug upstream")
     if np.all(data == data[0]):
         return float(data[0]), float(data[0])
-    rng = np.random.default_rng(seed)
+    return _percentiles(_resampled_means(data, resamples, np.random.default_rng(seed)), confidence)
+
+
+def _resampled_means(data: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The means of ``resamples`` bootstrap resamples of ``data``, drawn in chunks of bounded memory."""
     n = data.size
     chunk = max(1, _CHUNK_ELEMENTS // n)
     means = np.empty(resamples, dtype=np.float64)
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
         means[start : start + rows] = data[rng.integers(0, n, size=(rows, n))].mean(axis=1)
+    return means
+
+
+def _percentiles(means: np.ndarray, confidence: float) -> tuple[float, float]:
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)

@@ -29,7 +29,7 @@ import numpy as np
 from aloekit.config import MCQAConfig
 from aloekit.engines.base import Engine
 from aloekit.evaluation import mcqa
-from aloekit.evaluation.stats import accuracy_ci, bootstrap_ci
+from aloekit.evaluation.stats import accuracy_ci, paired_bootstrap_diff
 from aloekit.models import atomic_write_text
 
 __all__ = ["STEPS", "plot", "run_ablation", "step_dir", "table"]
@@ -104,9 +104,8 @@ def run_ablation(
             "tokens": sum(r["tokens"] for r in results["benchmarks"].values()),
         }
         if correct:
-            diff = flags - correct[-1]
-            d_lo, d_hi = bootstrap_ci(diff.tolist(), seed=config.seed)
-            entry["change"] = {"delta": float(diff.mean()), "delta_ci95": [d_lo, d_hi]}
+            change = paired_bootstrap_diff(flags.tolist(), correct[-1].tolist(), seed=config.seed)
+            entry["change"] = {"delta": change.delta, "delta_ci95": [change.low, change.high]}
         correct.append(flags)
         steps.append(entry)
         log(f"  {name}: acc {entry['acc']:.3f} [{lo:.3f}, {hi:.3f}] on {entry['n']} questions")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aloekit.evaluation.compare import DOMINANT_MIN_OPTIONS, DOMINANT_SHARE, dominant_answer
 from aloekit.models import atomic_write_text
 from aloekit.report import charts
 
@@ -41,9 +42,11 @@ __all__ = [
     "Paragraph",
     "Section",
     "Table",
+    "answers_table",
     "attack_table",
     "bbq_table",
     "before_after",
+    "change_tables",
     "duration",
     "estimate",
     "fence",
@@ -65,6 +68,7 @@ __all__ = [
     "shift_headings",
     "training_row",
     "truthfulness_table",
+    "weight_change_table",
     "write_report",
 ]
 
@@ -485,6 +489,203 @@ def _skipped(summary: Mapping[str, Any], kind: str) -> list[Block]:
     return [Note(f"Not evaluated, their files are not in the data folder: {', '.join(names)}.")]
 
 
+FORMULATION_LABELS = {
+    "loglik": "Log-likelihood of the answer letter",
+    "cloze": "Cloze: log-likelihood of the option text",
+    "generative": "Generative: the answer read from the reply",
+}
+
+
+def _formulation(key: str) -> str:
+    return FORMULATION_LABELS.get(key, key)
+
+
+def _points(value: Any, ci: Sequence[Any] | None = None, n: Any = None) -> str:
+    """An accuracy change in percentage points with its 95% CI: ``+5.0 [+1.0, +9.0], n=120``."""
+    v = number(value)
+    if v is None:
+        return "n/a"
+    text = f"{100 * v:+.1f}"
+    lo, hi = (number(ci[0]), number(ci[1])) if ci is not None and len(ci) == 2 else (None, None)
+    if lo is not None and hi is not None:
+        text += f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return text + (f", n={int(n):,}" if n is not None else "")
+
+
+def _pair(entry: Mapping[str, Any]) -> str:
+    label = f"{entry.get('before')} → {entry.get('after')}"
+    return f"{label} (overall)" if entry.get("kind") == "overall" else label
+
+
+def _changes(summary: Mapping[str, Any]) -> list[Block]:
+    comparisons = summary.get("comparisons")
+    if not isinstance(comparisons, Mapping) or not any(comparisons.values()):
+        return [_not_run("A paired comparison of two evaluated recipe models")]
+    blocks: list[Block] = [
+        Paragraph(
+            "Accuracy change in percentage points from each evaluated model to the next, and from the first to the"
+            " last (overall), on the questions both models answered (n), with a paired bootstrap 95% CI: a CI"
+            " that excludes 0 is a change these questions can tell apart from chance. The mean of benchmarks"
+            " averages the per-benchmark changes (its CI resamples within each benchmark); a group pools its"
+            " members' questions. Answers changed: the share of questions whose predicted answer differs."
+        )
+    ]
+    for formulation, entries in comparisons.items():
+        if not entries:
+            continue
+        blocks.append(Heading(_formulation(str(formulation))))
+        blocks += change_tables(entries)
+    return blocks
+
+
+def _change_rows(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(row label, change) of one comparison: benchmarks, then groups, then the mean of benchmarks."""
+    rows = [(str(name), c) for name, c in (entry.get("benchmarks") or {}).items()]
+    rows += [(f"{name} (group)", c) for name, c in (entry.get("groups") or {}).items()]
+    mean = entry.get("mean")
+    if isinstance(mean, Mapping) and number(mean.get("delta")) is not None:
+        rows.append((f"mean of {mean.get('benchmarks')} benchmarks", {**mean, "n": None}))
+    return rows
+
+
+def _change_cell(change: Mapping[str, Any]) -> str:
+    return _points(change.get("delta"), change.get("delta_ci95"), change.get("n"))
+
+
+def change_tables(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """The comparisons of one formulation: a benchmark-by-comparison table of changes, then every comparison's
+    accuracies before and after, and notes for what could not be compared."""
+    compared = [e for e in entries if not e.get("error")]
+    blocks: list[Block] = []
+    if compared:
+        per = [dict(_change_rows(e)) for e in compared]
+        names = list(dict.fromkeys(name for rows in per for name in rows))
+        matrix = tuple((name, *(_change_cell(r[name]) if name in r else "" for r in per)) for name in names)
+        metric = "" if compared[0].get("metric", "acc") == "acc" else f" ({compared[0]['metric']})"
+        caption = f"Accuracy change{metric}, points (95% CI)"
+        blocks.append(Table(("benchmark", *(_pair(e) for e in compared)), matrix, caption))
+        details = tuple(
+            (
+                _pair(e),
+                name,
+                _count(c.get("n")) if c.get("n") is not None else "",
+                estimate(c.get("acc_before")),
+                estimate(c.get("acc_after")),
+                _points(c.get("delta"), c.get("delta_ci95")),
+                estimate(c.get("changed")) if c.get("changed") is not None else "",
+            )
+            for e in compared
+            for name, c in _change_rows(e)
+        )
+        header = ("models", "benchmark", "n", "before", "after", "change, points (95% CI)", "answers changed")
+        blocks.append(Table(header, details, f"Accuracy{metric} before and after, on the same questions", 2))
+    for e in entries:
+        if e.get("error"):
+            blocks.append(Note(f"{_pair(e)}: not compared: {e['error']}"))
+        elif e.get("not_compared"):
+            missing = ", ".join(str(n) for n in e["not_compared"])
+            blocks.append(Note(f"{_pair(e)}: evaluated for only one of the two models, not compared: {missing}."))
+    return blocks
+
+
+def _answers(summary: Mapping[str, Any]) -> list[Block]:
+    distributions = summary.get("answer_distributions")
+    if not isinstance(distributions, Mapping) or not any(distributions.values()):
+        return [_not_run("Answer distributions (no benchmark evaluation)")]
+    blocks: list[Block] = [
+        Paragraph(
+            "Share of each predicted answer per model and benchmark, next to the gold answers' shares. A model is"
+            f" flagged when one answer takes more than {DOMINANT_SHARE:.0%} of its predictions on a benchmark with"
+            f" {DOMINANT_MIN_OPTIONS} or more options: a position or label bias, whatever its accuracy."
+        )
+    ]
+    for formulation, models in distributions.items():
+        if not isinstance(models, Mapping) or not models:
+            continue
+        blocks.append(Heading(_formulation(str(formulation))))
+        table, flagged = answers_table(models)
+        blocks.append(table)
+        if flagged:
+            blocks.append(Note("Flagged: " + "; ".join(flagged) + "."))
+    return blocks
+
+
+def _shares(distribution: Any) -> str:
+    """``A 31% · B 25% · C 24% · D 20%`` (unparseable only when some were)."""
+    if not isinstance(distribution, Mapping):
+        return "n/a"
+    parts = []
+    for label, share in distribution.items():
+        v = number(share)
+        if v is not None and (label != "unparseable" or v > 0):
+            parts.append(f"{label} {100 * v:.0f}%")
+    return " · ".join(parts)
+
+
+def answers_table(models: Mapping[str, Mapping[str, Any]]) -> tuple[Table, list[str]]:
+    """Benchmarks down, each model's predicted distribution beside the gold one; and the flagged models."""
+    names = list(dict.fromkeys(b for per in models.values() for b in per or {}))
+    rows = []
+    flagged = []
+    for bench in names:
+        for model, per in models.items():
+            d = (per or {}).get(bench)
+            if not isinstance(d, Mapping):
+                continue
+            top = dominant_answer(d.get("predicted") or {})
+            flag = f"{top[0]} on {100 * top[1]:.0f}% of answers" if top else ""
+            if top:
+                flagged.append(f"{model} on {bench} ({flag})")
+            label = f"{bench} (by position)" if d.get("by") == "position" else bench
+            rows.append(
+                (label, str(model), _shares(d.get("predicted")), _shares(d.get("gold")), flag, _count(d.get("n")))
+            )
+    header = ("benchmark", "model", "predicted answers", "gold answers", "flag", "n")
+    return Table(header, tuple(rows), "Predicted and gold answer distributions", 5), flagged
+
+
+def _weights(summary: Mapping[str, Any]) -> list[Block]:
+    changes = summary.get("weight_change")
+    if not isinstance(changes, Sequence) or not changes:
+        return [_not_run("A weight comparison (it needs two recipe models on disk)")]
+    return [
+        Paragraph(
+            "Relative L2 change of the weights from each recipe model to the next: ||W_after − W_before|| /"
+            " ||W_before|| over all parameters together, read tensor by tensor from the safetensors files. A"
+            " stage whose weights moved by less than 1e-4 barely trained; the most changed tensor (relative to"
+            " its own norm) shows where a stage acted."
+        ),
+        weight_change_table(changes),
+    ]
+
+
+def _relative(value: Any) -> str:
+    v = number(value)
+    return "n/a" if v is None else f"{v:.3g}"
+
+
+def weight_change_table(changes: Sequence[Mapping[str, Any]]) -> Table:
+    rows = []
+    for c in changes:
+        pair = f"{c.get('before')} → {c.get('after')}"
+        if c.get("error"):
+            rows.append((pair, f"not compared: {c['error']}", "", "", "", ""))
+            continue
+        largest = c.get("largest") or {}
+        rows.append(
+            (
+                pair,
+                str(largest.get("name", "n/a")),
+                _relative(c.get("relative_l2")),
+                _relative(largest.get("relative_l2")),
+                _count(c.get("tensors")),
+                _count(c.get("parameters")),
+            )
+        )
+    header = ("models", "most changed tensor", "relative change", "of that tensor", "tensors", "parameters")
+    return Table(header, tuple(rows), "Weight change per stage", 2)
+
+
 def mcqa_table(results: Mapping[str, Mapping[str, Any]], *, caption: str) -> Table:
     """Benchmarks (then groups) down, stages (or models) across; ``n`` once per row when every column agrees."""
     names: dict[str, str] = {}
@@ -736,7 +937,10 @@ SECTIONS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], list[Block]]], ...
     ("overview", "Run overview", _overview),
     ("data", "Data", _data),
     ("training", "Training", _training),
+    ("weights", "Weight change per stage", _weights),
     ("benchmarks", "Benchmarks by stage", _benchmarks),
+    ("changes", "Change per stage (paired)", _changes),
+    ("answers", "Predicted answers", _answers),
     ("medprompt", "Medprompt", _medprompt),
     ("safety", "Safety", _safety),
     ("bias", "Bias and truthfulness", _bias_truthfulness),
