@@ -98,6 +98,11 @@ def device_kind() -> Literal["cuda", "cpu"]:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+Precision = Literal["auto", "fast", "fp32", "bf16", "fp16"]
+"""Training precision. auto: bf16 on a GPU that supports it, fp32 otherwise. fast: bf16 wherever the hardware
+computes it natively (such a GPU, or a CPU with AVX512-BF16 / AMX), fp32 elsewhere."""
+
+
 def cpu_supports_bf16() -> bool:
     """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16), where bf16 autocast is a speed-up.
 
@@ -110,7 +115,7 @@ def cpu_supports_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def precision_args(precision: Literal["auto", "fp32", "bf16", "fp16"]) -> dict[str, Any]:
+def precision_args(precision: Precision) -> dict[str, Any]:
     """TrainingArguments precision flags. TRL 1.16's configs default to bf16=True, which fails on a CPU
     ("Your setup doesn't support bf16/gpu"): 'auto' means bf16 on a GPU that supports it, fp32 otherwise.
 
@@ -120,8 +125,10 @@ def precision_args(precision: Literal["auto", "fp32", "bf16", "fp16"]) -> dict[s
     results differ from fp32's in the last bits."""
     import torch
 
-    if precision == "auto":
-        precision = "bf16" if device_kind() == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("auto", "fast"):
+        gpu_bf16 = device_kind() == "cuda" and torch.cuda.is_bf16_supported()
+        cpu_bf16 = precision == "fast" and device_kind() == "cpu" and cpu_supports_bf16()
+        precision = "bf16" if gpu_bf16 or cpu_bf16 else "fp32"
     if device_kind() == "cpu":
         if precision == "fp16":
             raise UserError("precision fp16 needs a GPU here: use precision: fp32 (or bf16 on a CPU with AVX512-BF16)")

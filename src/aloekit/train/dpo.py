@@ -51,6 +51,7 @@ from aloekit.train import refcache
 from aloekit.train.common import (
     Logging,
     LoraSettings,
+    Precision,
     check_versions,
     device_kind,
     precision_args,
@@ -153,8 +154,10 @@ class DPORunConfig(_Config):
     )
     logging: Logging = Field(default_factory=Logging, description="Training curves: TensorBoard, W&B, interval.")
     seed: int = Field(0, description="Seed for adapter initialisation and data order.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="'auto' = bf16 on a GPU that supports it, fp32 otherwise (TRL's bf16 default fails on CPU)."
+    precision: Precision = Field(
+        "auto",
+        description="auto: bf16 on a GPU that supports it, fp32 otherwise (TRL's bf16 default fails on CPU). fast: "
+        "bf16 also on a CPU with AVX512-BF16/AMX (autocast), fp32 elsewhere.",
     )
     gradient_checkpointing: bool | None = Field(
         None,
