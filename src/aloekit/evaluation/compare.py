@@ -145,10 +145,16 @@ def compare_samples(
             result["groups"][group] = _change(pooled, metric, seed, resamples) | {
                 "members": [shown[m] for m in members]
             }
-    scores = [_scores(pairs[name], metric) for name in names if name in pairs]
+    # The mean counts a complete group once, pooled (MMLU medical is one benchmark of six subjects), and every
+    # other benchmark once: the unit a reader means by "the mean of the per-benchmark accuracies".
+    grouped = {m for g in result["groups"] for m in groups[g]}
+    units = {g: [p for m in groups[g] for p in pairs[m]] for g in result["groups"]}
+    units |= {shown[name]: pairs[name] for name in names if name in pairs and name not in grouped}
+    scores = [_scores(rows, metric) for rows in units.values()]
     overall = stratified_paired_bootstrap_diff(scores, seed=seed, resamples=resamples)
     result["mean"] = {
         "benchmarks": len(scores),
+        "over": list(units),
         "acc_before": _mean([float(np.mean(b)) for _, b in scores]),
         "acc_after": _mean([float(np.mean(a)) for a, _ in scores]),
         "delta": overall.delta,
