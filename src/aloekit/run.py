@@ -617,6 +617,10 @@ def summary(recipe: RecipeConfig, text: str, recipe_path: Path, manifests: dict[
         res_after = _short_names(_read(safety[after]), "suites")
         result["safety"] = {
             "before": {"label": before, "results": res_before},
+            # Models red-teamed between the first and the last (merged, when base comes first), in stage order.
+            "between": [
+                {"label": label, "results": _short_names(_read(safety[label]), "suites")} for label in labels[1:-1]
+            ],
             "after": {"label": after, "results": res_after},
         }
         for key, name in (("bbq", "bias"), ("truthfulqa", "truthfulness")):

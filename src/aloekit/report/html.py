@@ -231,10 +231,11 @@ def labelled(entry: Any, default: str) -> tuple[str, Mapping[str, Any] | None]:
 
 
 def before_after(part: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    """The present sides of a ``{"before": ..., "after": ...}`` part, labelled, in that order."""
+    """The present sides of a ``{"before": ..., "between": [...], "after": ...}`` part, labelled, in that order."""
     if not isinstance(part, Mapping):
         return []
-    sides = [labelled(part.get(side), side) for side in ("before", "after")]
+    between = [labelled(entry, "between") for entry in part.get("between") or []]
+    sides = [labelled(part.get("before"), "before"), *between, labelled(part.get("after"), "after")]
     present = [(label, results) for label, results in sides if results is not None]
     if len(present) == 2 and present[0][1] == present[1][1]:
         return present[1:]  # one model measured once (a recipe with a single safety model): one column, not two
