@@ -22,7 +22,7 @@ def test_bf16_on_a_cpu_without_native_bf16_and_fp16_on_any_cpu_are_refused_with_
 ) -> None:
     monkeypatch.setattr(common, "device_kind", lambda: "cpu")
     monkeypatch.setattr(common, "cpu_supports_bf16", lambda: False)
-    with pytest.raises(UserError, match="AVX512-BF16 or AMX.*use precision: fp32"):
+    with pytest.raises(UserError, match=r"AVX512-BF16 or AMX.*use precision: fp32"):
         common.precision_args("bf16")
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         common.precision_args("fp16")
