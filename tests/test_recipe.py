@@ -122,12 +122,12 @@ class TestCommandLine:
 
     def test_an_unknown_stage_is_named_with_the_known_ones(self, tmp_path: Path) -> None:
         result = aloe("run", str(RECIPES / "demo.yaml"), "--out", str(tmp_path / "run"), "--from", "training")
-        assert_one_line_error(result, "--from training", "data, sft, merge, dpo, eval, safety, report")
+        assert_one_line_error(result, "--from training", "data, sft, merge, dpo, safety, eval, report")
 
     def test_the_dry_run_prints_every_stage_and_writes_nothing(self, tmp_path: Path) -> None:
         result = aloe("run", str(RECIPES / "demo.yaml"), "--out", str(tmp_path / "run"), "--dry-run")
         assert result.returncode == 0, result.stderr
-        for stage in ("data", "sft", "merge", "dpo", "eval", "safety", "report"):
+        for stage in ("data", "sft", "merge", "dpo", "safety", "eval", "report"):
             assert f"│ {stage}" in result.stdout
         assert "7 stages planned, nothing was run" in result.stdout
         assert not (tmp_path / "run").exists()

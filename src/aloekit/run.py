@@ -41,7 +41,9 @@ from aloekit.recipe import MODEL_STAGES, RecipeConfig, merge_config
 
 __all__ = ["STAGES", "build_stages", "dry_run", "run_recipe", "split_holdout"]
 
-STAGES = ("data", "sft", "merge", "dpo", "eval", "safety", "report")
+# Safety runs before the benchmarks: it is the release gate, and the shorter of the two, so a run cut short (or
+# killed and resumed later) has the alignment verdict first.
+STAGES = ("data", "sft", "merge", "dpo", "safety", "eval", "report")
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -374,7 +376,9 @@ class _EvalPart(NamedTuple):
 
 
 def _eval_parts(recipe: RecipeConfig, folder: Path, base: Any) -> list[_EvalPart]:
-    """Every evaluation of the eval stage, in model order (so each model's engine loads once for all its parts).
+    """Every evaluation of the eval stage, most informative first: letter log-likelihood for the full models
+    (base and final), then for the stages between, then cloze, then generative. A run cut short has the headline
+    comparison first; consecutive parts of one model share its engine.
 
     ``base`` is the letter log-likelihood config every part starts from. Letter results go to ``<label>/`` (a
     seeded subset of each benchmark for models outside ``full_models`` when ``subset`` is set), cloze ones to
@@ -389,15 +393,11 @@ def _eval_parts(recipe: RecipeConfig, folder: Path, base: Any) -> list[_EvalPart
     sampled = variant(subset=section.subset)
     cloze = variant(formulation="cloze")
     answer = variant(mode="generate", max_tokens=generative.max_tokens, subset=generative.limit, num_fewshot=0)
-    parts: list[_EvalPart] = []
-    for label in dict.fromkeys([*section.models, *section.cloze_models, *generative.models]):
-        if label in section.models:
-            whole = section.subset is None or label in section.full_models
-            parts.append(_EvalPart("loglik", label, folder / label, base if whole else sampled))
-        if label in section.cloze_models:
-            parts.append(_EvalPart("cloze", label, folder / "cloze" / label, cloze))
-        if label in generative.models:
-            parts.append(_EvalPart("generative", label, folder / "generative" / label, answer))
+    full = [label for label in section.models if section.subset is None or label in section.full_models]
+    parts = [_EvalPart("loglik", label, folder / label, base) for label in full]
+    parts += [_EvalPart("loglik", label, folder / label, sampled) for label in section.models if label not in full]
+    parts += [_EvalPart("cloze", label, folder / "cloze" / label, cloze) for label in section.cloze_models]
+    parts += [_EvalPart("generative", label, folder / "generative" / label, answer) for label in generative.models]
     return parts
 
 
@@ -419,21 +419,26 @@ def _stage_eval(recipe: RecipeConfig) -> Callable[[StageContext], dict[str, Any]
         zero_shot: Loaded = {name: (items, []) for name, (items, _) in loaded.items()}
         outputs: dict[str, Any] = {"loglik": {}, "cloze": {}, "generative": {}}
         parts = _eval_parts(recipe, ctx.folder, config)
-        for label in dict.fromkeys(part.label for part in parts):
-            mine = [part for part in parts if part.label == label]
-            # A part is done when its results.json exists; an unfinished one resumes from its cache.jsonl.
-            todo = [part for part in mine if not (part.out / "results.json").is_file()]
-            if todo:
-                engine, record = _engine(recipe, paths[label], ctx.seed)
-                try:
-                    for part in todo:
-                        ctx.log(f"eval: {label} ({paths[label]})" + ("" if part.kind == "loglik" else f", {part.kind}"))
-                        shots = loaded if part.config.num_fewshot else zero_shot
-                        evaluate(engine, part.config, part.out, model=record, loaded=shots)
-                finally:
-                    engine.close()
-            for part in mine:
-                outputs[part.kind][label] = str(part.out / "results.json")
+        # A part is done when its results.json exists; an unfinished one resumes from its cache.jsonl.
+        todo = [part for part in parts if not (part.out / "results.json").is_file()]
+        engine, loaded_label = None, None
+        try:
+            for part in todo:
+                label = part.label
+                if label != loaded_label:  # consecutive parts of one model share its engine
+                    if engine is not None:
+                        engine.close()
+                    engine, loaded_label = None, None
+                    engine, record = _engine(recipe, paths[label], ctx.seed)
+                    loaded_label = label
+                ctx.log(f"eval: {label} ({paths[label]})" + ("" if part.kind == "loglik" else f", {part.kind}"))
+                shots = loaded if part.config.num_fewshot else zero_shot
+                evaluate(engine, part.config, part.out, model=record, loaded=shots)
+        finally:
+            if engine is not None:
+                engine.close()
+        for part in parts:
+            outputs[part.kind][part.label] = str(part.out / "results.json")
         medprompt = section.medprompt
         if medprompt.enabled:
             outputs.update(_medprompt(recipe, ctx, paths[medprompt.model]))
@@ -788,13 +793,13 @@ def build_stages(recipe: RecipeConfig, text: str, recipe_path: Path) -> list[Sta
         Stage(
             "dpo", _stage_dpo(recipe), {**common, "dpo": dump["dpo"], "launcher": dump["launcher"]}, ("data", "merge")
         ),
-        Stage("eval", _stage_eval(recipe), {**common, **engine, "eval": dump["eval"]}, ("data", "sft", "merge", "dpo")),
         Stage("safety", _stage_safety(recipe), {**common, **engine, "safety": dump["safety"]}, ("merge", "dpo")),
+        Stage("eval", _stage_eval(recipe), {**common, **engine, "eval": dump["eval"]}, ("data", "sft", "merge", "dpo")),
         Stage(
             "report",
             _stage_report(recipe, text, recipe_path),
             {"recipe": dump},
-            ("data", "sft", "merge", "dpo", "eval", "safety"),
+            ("data", "sft", "merge", "dpo", "safety", "eval"),
         ),
     ]
 
