@@ -81,12 +81,12 @@ class TestRecipeFile:
         assert recipe.eval.benchmarks == (f"file:{folder}/data/holdout/mcq-eval.jsonl",)
 
     def test_an_unknown_key_is_named_with_its_line(self, tmp_path: Path) -> None:
-        text = (RECIPES / "demo.yaml").read_text().replace("  learning_rate: 5.0e-5", "  learning_rat: 5.0e-5")
+        text = (RECIPES / "demo.yaml").read_text().replace("  learning_rate: 1.0e-4", "  learning_rat: 1.0e-4")
         path = tmp_path / "typo.yaml"
         path.write_text(text)
         with pytest.raises(UserError) as error:
             load_recipe(path, run=tmp_path / "run")
-        line = 1 + text.splitlines().index("  learning_rat: 5.0e-5")
+        line = 1 + text.splitlines().index("  learning_rat: 1.0e-4")
         assert f"typo.yaml line {line}: unknown key 'learning_rat'" in str(error.value)
 
     def test_a_missing_holdout_file_fails_before_the_run(self, tmp_path: Path) -> None:
