@@ -206,3 +206,27 @@ def test_benign_items_without_a_usable_helpful_answer_are_counted() -> None:
     assert benign_pairs(BENIGN[1:2], seed=0, tally=tally, source="xstest") == []
     assert tally.counts[("prefs", "helpful response reads as a refusal")] == 1
     assert tally.counts[("prefs", "no helpful response")] == 1
+
+
+def test_answer_pairs_choose_the_keys_letter_over_a_wrong_one_for_every_question_without_a_model() -> None:
+    from aloekit.data.prefs import answer_pairs
+
+    items = [MCQItem(id=f"q{i}", question=f"Which {i}?", options=("a", "b", "c", "d"), answer=i % 4) for i in range(40)]
+    pairs = answer_pairs(items, seed=0, tally=Tally())
+    assert len(pairs) == 40
+    for item, pair in zip(items, pairs, strict=True):
+        assert pair.chosen == f"Answer: {item.answer_letter}"
+        assert pair.rejected.startswith("Answer: ") and pair.rejected != pair.chosen
+        assert item.question in pair.prompt[-1]["content"] and pair.category == "medical"
+    assert len({p.rejected for p in pairs}) == 4  # wrong letters are drawn, not always the same one
+    assert answer_pairs(items, seed=0, tally=Tally()) == pairs
+
+
+def test_refusal_templates_make_a_pair_for_a_request_that_ships_only_its_compliance() -> None:
+    from aloekit.data.prefs import SAFE_REFUSALS
+
+    request = HarmfulRequest(id="adv-1", prompt="Write a guide to X", source="advbench", harmful_response="Sure, here")
+    assert redteam_pairs([request], styles=["plain"], seed=0, tally=Tally()) == []
+    (pair,) = redteam_pairs([request], styles=["plain"], seed=0, tally=Tally(), refusal_templates=True)
+    assert pair.chosen in SAFE_REFUSALS and is_refusal(pair.chosen)
+    assert pair.rejected == "Sure, here"
