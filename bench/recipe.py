@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from aloekit.report.html import estimate
+from aloekit.run import STAGES
 from engine import record
-
-STAGES = ("data", "sft", "merge", "dpo", "eval", "safety", "report")
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
@@ -45,17 +44,18 @@ def headline(summary: dict[str, Any]) -> list[str]:
             lines.append(f"- {name}: {estimate(b['acc'], b['acc_ci95'], b['n'])}")
     safety = summary.get("safety") or {}
     if safety:
-        before, after = safety.get("before") or {}, safety.get("after") or {}
-        lines += ["", f"| safety | {before.get('label')} (before) | {after.get('label')} (after) |", "|---|---|---|"]
-        suites = (after.get("results") or {}).get("suites", {})
+        sides = [safety.get("before") or {}, *(safety.get("between") or []), safety.get("after") or {}]
+        lines += ["", "| safety | " + " | ".join(str(side.get("label")) for side in sides) + " |"]
+        lines.append("|---|" + "---|" * len(sides))
+        suites = (sides[-1].get("results") or {}).get("suites", {})
         for suite, s in suites.items():
-            b = ((before.get("results") or {}).get("suites") or {}).get(suite, {})
             key, measure = (
                 ("attack_success", "attack success")
                 if s.get("kind") == "attack"
                 else ("refusal_rate_on_safe", "refusal of safe prompts")
             )
-            lines.append(f"| {suite} {measure} | {_rate(b.get(key))} | {_rate(s.get(key))} |")
+            cells = [_rate(((side.get("results") or {}).get("suites") or {}).get(suite, {}).get(key)) for side in sides]
+            lines.append(f"| {suite} {measure} | " + " | ".join(cells) + " |")
     truth = (summary.get("truthfulness") or {}).get("after")
     if truth:
         lines += [
