@@ -108,6 +108,33 @@ def _score(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _merge_point(spec: str, sft: Path, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """DARE-TIES of the SFT model with the instruct model over the base, as the recipe's merge stage does, with
+    ``spec`` = "SFT_WEIGHT:DENSITY" (the instruct model gets 1 - SFT_WEIGHT at the same density)."""
+    import yaml
+
+    from aloekit.merge.run import merge
+
+    weight, density = (float(x) for x in spec.split(":"))
+    out = args.work / f"merge-{weight}-{density}"
+    if not (out / "model" / "config.json").is_file():
+        config = {
+            "merge_method": "dare_ties",
+            "base_model": args.model,
+            "models": [
+                {"model": str(sft), "parameters": {"weight": weight, "density": density}},
+                {"model": args.model, "parameters": {"weight": round(1 - weight, 6), "density": density}},
+            ],
+            "parameters": {"normalize": True},
+            "dtype": "float32",
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "merge.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        merge(out / "merge.yaml", out / "model", seed=0, overwrite=True)
+    scores = _score(_evaluate(out / "model", names, out / "eval", args.eval_dtype))
+    return {"point": f"merge sft {weight} / instruct {round(1 - weight, 6)}, density {density}", "step": "", **scores}
+
+
 def _point(spec: str) -> dict[str, Any]:
     kind, lr = spec.split(":")
     if kind == "full":
@@ -132,6 +159,9 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--plain-share", type=float, default=0.5)
     parser.add_argument("--instructions", type=int, default=600, help="Medical Meadow cap (MedicationQA: half)")
+    parser.add_argument(
+        "--merge", action="append", default=[], help="SFT_WEIGHT:DENSITY of a DARE-TIES merge of the last point"
+    )
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--eval-dtype", default="bfloat16")
     args = parser.parse_args()
@@ -179,7 +209,7 @@ def main() -> int:
         print(f"{spec}: trained in {seconds:.0f} s, {metrics.get('tokens_per_second')} tokens/s", flush=True)
         for step in range(args.eval_every, args.steps + 1, args.eval_every):
             folder = out / "model" if step == args.steps else out / "checkpoints" / f"checkpoint-{step}"
-            if not folder.is_dir():
+            if not folder.is_dir() and not (out / f"eval-{step}" / "results.json").is_file():
                 continue
             if point["lora"] is not None and step != args.steps:
                 continue  # a LoRA checkpoint holds adapters only; its merged model is exported at the end
@@ -188,6 +218,10 @@ def main() -> int:
             print(f"{spec} step {step}: {json.dumps(scores)}", flush=True)
         if (out / "checkpoints").is_dir():
             shutil.rmtree(out / "checkpoints")  # the exported model stays; checkpoints are GBs
+    last = args.work / f"sft-{(args.point or ['full:1e-4'])[-1].replace(':', '-')}" / "model"
+    for spec in args.merge:
+        rows.append(_merge_point(spec, last, args, names))
+        print(f"merge {spec}: {json.dumps(rows[-1])}", flush=True)
     (args.work / "sweep.json").write_text(json.dumps(rows, indent=2))
     lines = [
         "## SFT sweep on validation data carved from the training sources",
