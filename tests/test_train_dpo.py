@@ -263,7 +263,7 @@ def test_on_cpu_only_completion_positions_go_through_the_lm_head_with_the_same_l
     from trl.trainer import utils
     from trl.trainer.utils import add_fused_lm_head
 
-    from aloekit.train.dpo import _score_completions_only
+    from aloekit.train.common import score_trained_positions_only
 
     rows: list[int] = []
     kernel = utils._ChunkedLogProbFunction
@@ -287,7 +287,7 @@ def test_on_cpu_only_completion_positions_go_through_the_lm_head_with_the_same_l
             return model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
 
     everything = log_probs()
-    with _score_completions_only():
+    with score_trained_positions_only():
         compact = log_probs()
     completions = int((labels[:, 1:] != -100).sum())
     assert rows == [4 * 29, completions]
