@@ -371,6 +371,9 @@ def safety(
     base_url: Annotated[str | None, typer.Option(help="openai backend: server URL ending in /v1.")] = None,
     api_key: Annotated[str | None, typer.Option(help="openai backend: bearer token (or $OPENAI_API_KEY).")] = None,
     batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
+    dtype: Annotated[
+        str, typer.Option(help="hf/vllm: weights' dtype: auto (fp32 on a CPU), float32, bfloat16 or float16.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for the prompt sample and the bootstrap CIs.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of the table.")] = False,
     bias: Annotated[bool, typer.Option("--bias", help="Also BBQ (bias; needs --data-dir), by log-likelihood.")] = False,
@@ -405,6 +408,8 @@ def safety(
     options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
     if backend == "hf":
         options["batch_size"] = batch_size
+    if backend in ("hf", "vllm"):
+        options["dtype"] = dtype
     served = backend == "openai"
     engine = load_engine(backend, None if served and model == DEFAULT_MODEL else model, **options)
     judge_engine = None
