@@ -228,6 +228,9 @@ def eval_(
         int | None, typer.Option(help="generate mode: most new tokens (default 32; 512 with --cot).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
+    dtype: Annotated[
+        str, typer.Option(help="hf/vllm: weights' dtype: auto (fp32 on a CPU), float32, bfloat16 or float16.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for sampling and the bootstrap CIs.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Questions between cache writes (resume granularity).")] = 64,
     base_url: Annotated[str | None, typer.Option(help="openai backend: server URL ending in /v1.")] = None,
@@ -299,6 +302,8 @@ def eval_(
     options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
     if backend == "hf":
         options["batch_size"] = batch_size
+    if backend in ("hf", "vllm"):
+        options["dtype"] = dtype
     served = backend == "openai"
     engine = load_engine(backend, None if served and model == DEFAULT_MODEL else model, **options)
     try:
