@@ -26,3 +26,11 @@ def test_bf16_on_a_cpu_without_native_bf16_and_fp16_on_any_cpu_are_refused_with_
         common.precision_args("bf16")
     with pytest.raises(UserError, match="fp16 needs a GPU"):
         common.precision_args("fp16")
+
+
+def test_dpo_full_fine_tuning_keeps_fp32_master_weights_under_bf16_autocast() -> None:
+    from aloekit.train.dpo import policy_dtype
+
+    assert policy_dtype("bf16", lora=False) == "float32"  # bf16-held weights would round small updates away
+    assert policy_dtype("bf16", lora=True) == "bfloat16"  # frozen base under LoRA adapters
+    assert policy_dtype("fp32", lora=True) == "float32"
