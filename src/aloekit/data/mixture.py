@@ -30,7 +30,7 @@ from aloekit.data.dedup import DedupConfig, exact_dedup, near_dedup
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import SOURCES, BenignItem, load_source
 from aloekit.data.tally import Tally
-from aloekit.data.templates import YES_NO_MAYBE, mcq_to_chat, mcq_to_plain, open_qa_to_chat, with_system
+from aloekit.data.templates import is_yes_no_maybe, mcq_to_chat, mcq_to_plain, open_qa_to_chat, with_system
 from aloekit.errors import MalformedRow, UserError
 
 
@@ -230,7 +230,7 @@ def balanced(item: MCQItem, seed: int) -> MCQItem:
     """``item`` with its options reordered so the right one sits at a letter dealt by a hash of (seed, id):
     over many items every letter is the key about equally often. The wrong options keep their relative order.
     Yes/no/maybe items (PubMedQA, scored by word) are returned unchanged."""
-    if tuple(o.strip().lower() for o in item.options) == YES_NO_MAYBE:
+    if is_yes_no_maybe(item.options):
         return item
     n = len(item.options)
     target = int(_hash_share("letter", item.id, seed) * n)
@@ -242,11 +242,7 @@ def balanced(item: MCQItem, seed: int) -> MCQItem:
 
 
 def _relabel(sample: ChatSample, label: str) -> ChatSample:
-    return sample if sample.source == label else replace_source(sample, label)
-
-
-def replace_source(sample: ChatSample, label: str) -> ChatSample:
-    return dataclasses.replace(sample, source=label)
+    return sample if sample.source == label else dataclasses.replace(sample, source=label)
 
 
 def clean_record(record: Record, config: CleanConfig, tally: Tally) -> Record | None:

@@ -22,6 +22,7 @@ from aloekit.errors import MalformedRow
 __all__ = [
     "TEMPLATES",
     "format_options",
+    "is_yes_no_maybe",
     "letters_phrase",
     "mcq_to_chat",
     "mcq_to_plain",
@@ -173,11 +174,16 @@ def mcq_to_chat(item: MCQItem, *, seed: int, reasoning: str | None = None, syste
 YES_NO_MAYBE = ("yes", "no", "maybe")
 
 
+def is_yes_no_maybe(options: Sequence[str]) -> bool:
+    """PubMedQA's options: scored by word, so their order is their meaning."""
+    return tuple(o.strip().lower() for o in options) == YES_NO_MAYBE
+
+
 def mcq_to_plain(item: MCQItem, *, seed: int) -> ChatSample:
     """A plain (no chat template) sample teaching ``item`` in a log-likelihood evaluation's layout: a templated
     prompt ending in ``Answer:`` and the completion `` X`` (the letter), or `` yes``/`` no``/`` maybe`` for a
     passage with those three options (PubMedQA's layout, which scores the words)."""
-    if item.context and tuple(o.strip().lower() for o in item.options) == YES_NO_MAYBE:
+    if item.context and is_yes_no_maybe(item.options):
         user = render("context_plain", item.id, seed, question=item.question, context=item.context)
         completion = " " + YES_NO_MAYBE[item.answer]
         task = "context_plain"
