@@ -362,3 +362,41 @@ def test_parts_of_one_source_are_disjoint_cover_it_and_keep_their_items_whatever
     assert ids(part=(0, 0.8), limit=100) <= sft
     with pytest.raises(ValueError, match="start < end"):
         SourceEntry(format="mcq", path=path, part=(0.5, 0.2))
+
+
+def test_harmful_requests_become_refusals_in_their_attack_styles_and_survive_near_dedup(tmp_path: Path) -> None:
+    # AdvBench ships no safe reply: with refusal_templates each request is taught with a templated refusal, in two
+    # of three styles. The wrapper and the refusal are the same text for every request, which must not make
+    # near-dedup drop the variants as copies of one another.
+    from aloekit.data.prefs import SAFE_REFUSALS
+    from aloekit.safety.styles import apply_style
+
+    requests = [q for q, _ in distinct_rows("harm", 30)]
+    path = tmp_path / "harm.jsonl"
+    path.write_text("".join(json.dumps({"id": f"h{i}", "prompt": q}) + "\n" for i, q in enumerate(requests)))
+    styles = "[plain, role_play, refusal_suppression]"
+    text = NO_EVAL + f"validation: 0\nsources: [{{format: harmful, path: '{path}', name: h}}]\n"
+    stats = build(
+        config(text + f"safety: {{refusal_templates: true, styles: {styles}, styles_per_request: 2}}"),
+        tmp_path / "o",
+        log=quiet,
+    )
+    rows = lines(tmp_path / "o" / "train.jsonl")
+    assert stats["sources"]["h"]["near duplicates"] == 0 and len(rows) == 60
+    by_request: dict[str, set[str]] = {}
+    for row in rows:
+        request_id, style = row["id"].split(":")
+        by_request.setdefault(request_id, set()).add(style)
+        user, reply = row["messages"][-2]["content"], row["messages"][-1]["content"]
+        assert user == apply_style(style, requests[int(request_id[1:])]) and reply in SAFE_REFUSALS
+    assert all(len(s) == 2 for s in by_request.values()) and len(by_request) == 30
+    assert {s for v in by_request.values() for s in v} == {"plain", "role_play", "refusal_suppression"}
+
+    # Without templates, a request with no safe reply has nothing to teach: counted as unusable, not trained on.
+    stats = build(config(text), tmp_path / "o2", log=quiet)
+    assert stats["sources"]["h"]["unusable"] == 30
+
+
+def test_an_unknown_attack_style_in_the_mixture_names_the_known_ones() -> None:
+    with pytest.raises(UserError, match="unknown attack style 'pirate'.*role_play"):
+        config(NO_EVAL + "sources: [{source: advbench}]\nsafety: {styles: [plain, pirate]}")

@@ -27,11 +27,13 @@ from aloekit.data.clean import CleanConfig, clean_chat, clean_harmful, clean_mcq
 from aloekit.data.cot import explanation_cot, load_verified
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import DedupConfig, exact_dedup, near_dedup
+from aloekit.data.prefs import pick_styles, template_refusal
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import SOURCES, BenignItem, load_source
 from aloekit.data.tally import Tally
 from aloekit.data.templates import is_yes_no_maybe, mcq_to_chat, mcq_to_plain, open_qa_to_chat, with_system
 from aloekit.errors import MalformedRow, UserError
+from aloekit.safety.styles import STYLES, apply_style
 
 
 class SourceEntry(_Config):
@@ -110,6 +112,33 @@ class MCQFormat(_Config):
     )
 
 
+class SafetyFormat(_Config):
+    """How harmful requests (MedSafetyBench, AdvBench, user files) become refusal samples for SFT."""
+
+    refusal_templates: bool = Field(
+        False,
+        description="A request whose source ships no safe reply (AdvBench ships only the compliance) is taught "
+        "with a fixed refusal that points to help (picked by a hash of seed and request); otherwise it is dropped.",
+    )
+    styles: tuple[str, ...] = Field(
+        (),
+        description="Attack styles each request is wrapped in (`aloe safety styles` lists them), so the model "
+        "learns to refuse the disguised request too; empty: the request as written.",
+    )
+    styles_per_request: int = Field(
+        1, ge=1, description="Distinct styles per request (one sample each), drawn by a hash of seed and request."
+    )
+
+    @model_validator(mode="after")
+    def _known_styles(self) -> SafetyFormat:
+        unknown = [s for s in self.styles if s not in STYLES]
+        if unknown:
+            raise ValueError(f"unknown attack style '{unknown[0]}': choose from {', '.join(STYLES)}")
+        if self.styles and self.styles_per_request > len(set(self.styles)):
+            raise ValueError(f"styles_per_request {self.styles_per_request} exceeds the {len(set(self.styles))} styles")
+        return self
+
+
 class MixtureConfig(_Config):
     """A training mixture (``aloe data build CONFIG --out DIR``)."""
 
@@ -129,6 +158,9 @@ class MixtureConfig(_Config):
         default_factory=ReasoningConfig, description="Chain-of-thought for multiple-choice items."
     )
     mcq: MCQFormat = Field(default_factory=MCQFormat, description="Formats of multiple-choice training samples.")
+    safety: SafetyFormat = Field(
+        default_factory=SafetyFormat, description="Refusal samples from harmful-request sources."
+    )
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate removal (MinHash-LSH).")
     near_dedup: bool = Field(True, description="Run MinHash-LSH near-duplicate removal after exact dedup.")
@@ -170,6 +202,20 @@ def load_entry(entry: SourceEntry, data_dir: Path | None, tally: Tally) -> list[
         return records
     start, end = entry.part
     return [r for r in records if start <= _hash_share("part", str(getattr(r, "id", r)), 0) < end]
+
+
+def styled_requests(request: HarmfulRequest, config: SafetyFormat, seed: int) -> list[HarmfulRequest]:
+    """``request`` as SFT wants it: wrapped in its seeded attack styles (ids ``<id>:<style>``), with a templated
+    refusal where the source ships none and ``refusal_templates`` is on."""
+    safe = request.safe_response or template_refusal(request.id, seed, config.refusal_templates)
+    if not config.styles:
+        return [dataclasses.replace(request, safe_response=safe)]
+    return [
+        dataclasses.replace(
+            request, id=f"{request.id}:{style}", prompt=apply_style(style, request.prompt), safe_response=safe
+        )
+        for style in pick_styles(request.id, list(dict.fromkeys(config.styles)), config.styles_per_request, seed)
+    ]
 
 
 def to_chat(
@@ -301,6 +347,7 @@ def build(
     entries: list[Entry] = []
     general_labels: set[str] = set()
     teacher = teacher_reasoning(config.cot.teacher)
+    styled: dict[str, tuple[str, list[HarmfulRequest]]] = {}
     for source in config.sources:
         label = source.label
         spec = SOURCES.get(source.source or "")
@@ -313,11 +360,20 @@ def build(
         cleaned = [r for r in (clean_record(r, config.clean, tally) for r in records) if r is not None]
         funnel[label]["cleaned out"] = len(records) - len(cleaned)
         for record in cleaned:
+            key = content_key(record)
+            if isinstance(record, HarmfulRequest):
+                # Deduplicated and decontaminated as the request itself (keyed without a templated refusal, the
+                # same text for every request); its styled variants replace it after near-dedup, because their
+                # shared wrapper and refusal would make near-dedup take them for copies of one another.
+                variants = styled_requests(record, config.safety, config.seed)
+                record = dataclasses.replace(record, safe_response=variants[0].safe_response)
+                if config.safety.styles:
+                    styled[f"{label}:{record.id}"] = (label, variants)
             sample, origin = to_chat(record, label, config, teacher, tally)
             if sample is None:
                 funnel[label]["unusable"] += 1
                 continue
-            entries.append(Entry(sample, content_key(record), origin))
+            entries.append(Entry(sample, key, origin))
         log(f"{label}: {funnel[label]['read']} rows read, {len(cleaned)} kept after cleaning")
     timed("read, clean and format", t0)
 
@@ -353,7 +409,14 @@ def build(
     else:
         unique_entries = clean_entries
     count_by_source("near duplicates", clean_entries, unique_entries)
-    unique = [e.sample for e in unique_entries]
+    unique = []
+    for entry in unique_entries:
+        label_variants = styled.get(entry.where())
+        if label_variants is None:
+            unique.append(entry.sample)
+            continue
+        label, variants = label_variants
+        unique += [sample for v in variants if (sample := to_chat(v, label, config, teacher, tally)[0]) is not None]
     timed("near dedup", t0)
 
     t0 = time.perf_counter()

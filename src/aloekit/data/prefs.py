@@ -37,7 +37,9 @@ __all__ = [
     "answer_pairs",
     "benign_pairs",
     "medical_pairs",
+    "pick_styles",
     "redteam_pairs",
+    "template_refusal",
 ]
 
 STAGE = "prefs"
@@ -178,7 +180,8 @@ def answer_pairs(items: Sequence[MCQItem], *, seed: int, tally: Tally) -> list[P
 # --- red-teaming ----------------------------------------------------------------------------------------------
 
 
-def _pick_styles(request_id: str, styles: Sequence[str], k: int, seed: int) -> list[str]:
+def pick_styles(request_id: str, styles: Sequence[str], k: int, seed: int) -> list[str]:
+    """``k`` distinct styles of ``styles`` for one request."""
     # Seeded by (seed, request id), not by position: adding or filtering requests leaves the others' styles alone.
     return random.Random(f"{seed}:{request_id}").sample(list(styles), k)
 
@@ -213,7 +216,7 @@ def redteam_pairs(
     jobs = [
         (request, style, apply_style(style, request.prompt))
         for request in requests
-        for style in _pick_styles(request.id, distinct, styles_per_request, seed)
+        for style in pick_styles(request.id, distinct, styles_per_request, seed)
     ]
 
     # Every reply the sources lack is generated in one batched call.
@@ -221,7 +224,7 @@ def redteam_pairs(
     slots: dict[tuple[int, str], int] = {}
     for j, (request, _, prompt) in enumerate(jobs):
         for side, system, shipped in (
-            ("chosen", SAFE_SYSTEM, request.safe_response or _template_refusal(request.id, seed, refusal_templates)),
+            ("chosen", SAFE_SYSTEM, request.safe_response or template_refusal(request.id, seed, refusal_templates)),
             ("rejected", COMPLY_SYSTEM, request.harmful_response),
         ):
             if not (shipped and shipped.strip()) and responder is not None:
@@ -233,7 +236,7 @@ def redteam_pairs(
     pairs = []
     for j, (request, style, prompt) in enumerate(jobs):
         where = f"{request.id}:{style}"
-        shipped_safe = request.safe_response or _template_refusal(request.id, seed, refusal_templates)
+        shipped_safe = request.safe_response or template_refusal(request.id, seed, refusal_templates)
         chosen = _reply(shipped_safe, generated, slots.get((j, "chosen")), want_refusal=True)
         if chosen is None:
             tally.drop(STAGE, "no safe response", where)
@@ -258,7 +261,8 @@ def redteam_pairs(
     return pairs
 
 
-def _template_refusal(request_id: str, seed: int, enabled: bool) -> str | None:
+def template_refusal(request_id: str, seed: int, enabled: bool) -> str | None:
+    """One of :data:`SAFE_REFUSALS`, fixed by (seed, request), or None when ``enabled`` is false."""
     return random.Random(f"{seed}:refusal:{request_id}").choice(SAFE_REFUSALS) if enabled else None
 
 
