@@ -398,5 +398,5 @@ def test_harmful_requests_become_refusals_in_their_attack_styles_and_survive_nea
 
 
 def test_an_unknown_attack_style_in_the_mixture_names_the_known_ones() -> None:
-    with pytest.raises(UserError, match="unknown attack style 'pirate'.*role_play"):
+    with pytest.raises(UserError, match=r"unknown attack style 'pirate'.*role_play"):
         config(NO_EVAL + "sources: [{source: advbench}]\nsafety: {styles: [plain, pirate]}")
