@@ -634,6 +634,8 @@ def summary(recipe: RecipeConfig, text: str, recipe_path: Path, manifests: dict[
         risk = Path(safety[after]).with_name("risk.md")
         if risk.is_file():
             result["risk_markdown"] = risk.read_text(encoding="utf-8")
+        result["safety_changes"] = _safety_changes({label: Path(safety[label]).parent for label in labels}, recipe.seed)
+        result["impersonation"] = _impersonation({label: Path(safety[label]).parent for label in labels})
     result["comparisons"] = _comparisons(evals, recipe.seed)
     result["answer_distributions"] = _answer_distributions(evals)
     result["weight_change"] = _weight_changes(recipe, paths, loglik)
@@ -677,6 +679,54 @@ def _comparisons(evals: dict[str, Any], seed: int) -> dict[str, list[dict[str, A
             entries.append(entry)
         if entries:
             out[formulation] = entries
+    return out
+
+
+def _safety_samples(folder: Path) -> list[dict[str, Any]] | None:
+    """A safety evaluation's per-prompt verdicts (samples.jsonl), or None when missing or malformed."""
+    path = folder / "samples.jsonl"
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _safety_changes(folders: dict[str, Path], seed: int) -> list[dict[str, Any]]:
+    """Each red-teamed model against the one before it, then the last against the first (as :func:`_comparisons`),
+    on the prompts both were judged on (:func:`compare_verdicts`), or ``"error"``."""
+    from itertools import pairwise
+
+    from aloekit.evaluation.safety_compare import compare_verdicts
+
+    labels = list(folders)
+    pairs = [(a, b, "step") for a, b in pairwise(labels)]
+    if len(labels) > 2:
+        pairs.append((labels[0], labels[-1], "overall"))
+    out = []
+    for before, after, kind in pairs:
+        entry: dict[str, Any] = {"before": before, "after": after, "kind": kind}
+        old, new = _safety_samples(folders[before]), _safety_samples(folders[after])
+        if old is None or new is None:
+            entry["error"] = f"no readable samples.jsonl in {folders[before]} or {folders[after]}"
+        else:
+            try:
+                entry |= compare_verdicts(old, new, seed=seed)
+            except (KeyError, TypeError, ValueError) as e:
+                entry["error"] = f"malformed safety samples: {type(e).__name__}: {e}"
+        out.append(entry)
+    return out
+
+
+def _impersonation(folders: dict[str, Path]) -> dict[str, Any]:
+    """Per red-teamed model: the share of its replies claiming a clinical identity (the risk assessment's direct
+    evidence of impersonation), so the report can assess risks from the summary alone."""
+    from aloekit.evaluation.safety_compare import impersonation
+
+    out = {}
+    for label, folder in folders.items():
+        samples = _safety_samples(folder)
+        if samples:
+            out[label] = impersonation(samples)
     return out
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from aloekit.evaluation.compare import DOMINANT_MIN_OPTIONS, DOMINANT_SHARE, dominant_answer
 from aloekit.models import atomic_write_text
 from aloekit.report import charts
+from aloekit.report.findings import RULES, Finding, findings
 
 __all__ = [
     "NOT_RUN",
@@ -36,6 +37,7 @@ __all__ = [
     "Chart",
     "Code",
     "Facts",
+    "Findings",
     "Heading",
     "Markdown",
     "Note",
@@ -140,7 +142,15 @@ class Code:
     text: str
 
 
-Block = Paragraph | Note | Heading | Table | Chart | Facts | Markdown | Code
+@dataclass(frozen=True)
+class Findings:
+    """The "What this run shows" box: titled lists of sentences, each list with its kind (``warning``,
+    ``supported``, ``unsupported``) for the styling."""
+
+    groups: tuple[tuple[str, str, tuple[str, ...]], ...]
+
+
+Block = Paragraph | Note | Heading | Table | Chart | Facts | Markdown | Code | Findings
 
 
 @dataclass(frozen=True)
@@ -243,6 +253,25 @@ def before_after(part: Any) -> list[tuple[str, Mapping[str, Any]]]:
 
 
 # --- sections ---------------------------------------------------------------------------------------------------
+
+FINDING_GROUPS = (
+    ("warning", "Read these results with care"),
+    ("supported", "Supported by the numbers"),
+    ("unsupported", "Not supported by the numbers (do not conclude these)"),
+)
+
+
+def _shows(summary: Mapping[str, Any]) -> list[Block]:
+    """The findings box first: what a reader must know before reading any table."""
+    found: list[Finding] = findings(summary)
+    if not found:
+        return [Note("No finding could be computed: no answer distribution, paired comparison or generation result.")]
+    groups = tuple(
+        (level, title, tuple(f.text for f in found if f.level == level))
+        for level, title in FINDING_GROUPS
+        if any(f.level == level for f in found)
+    )
+    return [Findings(groups), Paragraph("Rules: " + " ".join(RULES))]
 
 
 def _headline(summary: Mapping[str, Any]) -> list[Block]:
@@ -912,8 +941,10 @@ def truthfulness_table(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> Table 
 
 
 def _risk(summary: Mapping[str, Any]) -> list[Block]:
-    text = summary.get("risk_markdown")
-    if not isinstance(text, str) or not text.strip():
+    from aloekit.report.risks import risk_markdown  # it renders with the risk module, which knows no report
+
+    text = risk_markdown(summary)
+    if text is None:
         return [_not_run("The risk assessment")]
     # The assessment opens with its own "Risk assessment" heading: the section already has one.
     text = re.sub(r"^\s*#+\s*risk assessment\s*\n", "", text, count=1, flags=re.IGNORECASE)
@@ -934,6 +965,7 @@ def _recipe(summary: Mapping[str, Any]) -> list[Block]:
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], list[Block]]], ...] = (
+    ("findings", "What this run shows", _shows),
     ("headline", "Headline numbers", _headline),
     ("overview", "Run overview", _overview),
     ("data", "Data", _data),
@@ -1009,6 +1041,12 @@ summary { cursor: pointer; font-weight: 600; }
 pre { background: #f6f8fa; padding: .8rem; font-size: .83rem; white-space: pre-wrap; word-break: break-word; }
 nav ol { columns: 2; font-size: .92rem; }
 .meta { color: #4f5a68; font-size: .92rem; }
+.findings > div { border-left: 5px solid; padding: .2rem 1rem; margin: .6rem 0; border-radius: 4px; }
+.findings h3 { margin: .4rem 0; font-size: 1rem; }
+.findings ul { margin: .2rem 0 .5rem; padding-left: 1.2rem; }
+.findings .warning { background: #fdecea; border-color: #b3261e; }
+.findings .supported { background: #e8f5e9; border-color: #2e7d32; }
+.findings .unsupported { background: #f3f5f7; border-color: #6b7785; }
 """
 
 
@@ -1043,6 +1081,11 @@ def _html_chart(chart: Chart) -> str:
     )
 
 
+def _html_findings(level: str, title: str, items: Sequence[str]) -> str:
+    listed = "".join(f"<li>{_e(t)}</li>" for t in items)
+    return f'<div class="{_e(level)}"><h3>{_e(title)}</h3><ul>{listed}</ul></div>'
+
+
 def _html_block(block: Block) -> str:
     match block:
         case Paragraph(text):
@@ -1065,6 +1108,8 @@ def _html_block(block: Block) -> str:
             return markdown_to_html(text)
         case Code(label, text):
             return f"<details><summary>{_e(label)}</summary><pre><code>{_e(text)}</code></pre></details>"
+        case Findings(groups):
+            return '<div class="findings">' + "".join(_html_findings(*g) for g in groups) + "</div>"
     raise TypeError(f"unknown block {block!r}")
 
 
@@ -1271,6 +1316,10 @@ def markdown_block(block: Block, *, heading_level: int = 3) -> str:
             return md_text(shift_headings(text, heading_level - 3))
         case Code(label, text):
             return f"{'#' * heading_level} {md_text(label)}\n\n{fence(text)}"
+        case Findings(groups):
+            return "\n\n".join(
+                f"**{md_text(title)}**\n\n" + "\n".join(f"- {md_text(t)}" for t in items) for _, title, items in groups
+            )
     raise TypeError(f"unknown block {block!r}")
 
 
