@@ -67,6 +67,7 @@ __all__ = [
     "render_markdown",
     "safety_setup",
     "sections",
+    "shares",
     "shift_headings",
     "training_row",
     "truthfulness_table",
@@ -640,7 +641,7 @@ def _answers(summary: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
-def _shares(distribution: Any) -> str:
+def shares(distribution: Any) -> str:
     """``A 31% · B 25% · C 24% · D 20%`` (unparseable only when some were)."""
     if not isinstance(distribution, Mapping):
         return "n/a"
@@ -668,7 +669,7 @@ def answers_table(models: Mapping[str, Mapping[str, Any]]) -> tuple[Table, list[
                 flagged.append(f"{model} on {bench} ({flag})")
             label = f"{bench} (by position)" if d.get("by") == "position" else bench
             rows.append(
-                (label, str(model), _shares(d.get("predicted")), _shares(d.get("gold")), flag, _count(d.get("n")))
+                (label, str(model), shares(d.get("predicted")), shares(d.get("gold")), flag, _count(d.get("n")))
             )
     header = ("benchmark", "model", "predicted answers", "gold answers", "flag", "n")
     return Table(header, tuple(rows), "Predicted and gold answer distributions", 5), flagged
