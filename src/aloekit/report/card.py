@@ -175,11 +175,7 @@ def _how(summary: Mapping[str, Any]) -> str:
     training = summary.get("training") or {}
     losses = None
     if training:
-        losses = report.Table(
-            report.TRAINING_HEADER,
-            tuple(report.training_row(n, t) for n, t in training.items() if isinstance(t, Mapping)),
-            "Training",
-        )
+        losses = report.Table(report.TRAINING_HEADER, report.training_rows(summary), "Training")
     ran = [str(s.get("name")) for s in stages if s.get("status") == "finished"]
     steps = "\n".join(f"{i}. {STAGE_TEXTS[name]}" for i, name in enumerate((n for n in ran if n in STAGE_TEXTS), 1))
     return _section("How it was made", steps, _blocks(table, losses, _settings(summary)))
