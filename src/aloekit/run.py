@@ -919,13 +919,23 @@ def dry_run(recipe: RecipeConfig, folder: Path) -> list[dict[str, Any]]:
             row["launch"] = _accelerate_summary(recipe) + f" -m aloekit.cli train {name} {folder / name / name}.yaml"
         else:
             row["launch"] = "in this process"
+        processes = recipe.launcher.num_processes or 1
         if name == "sft":
+            per_step = sft.per_device_batch_size * sft.gradient_accumulation * processes
+            # Packed rows are known only after tokenizing: the count of conversations would overstate epochs.
+            built = None if sft.packing else _rows(data / "sft" / "train.jsonl")
+            length = training_length(sft.epochs, sft.max_steps, per_step, built)
             row["does"] = (
-                f"{'LoRA' if sft.lora else 'full'} fine-tuning, {sft.epochs} epochs, lr {sft.learning_rate}, "
+                f"{'LoRA' if sft.lora else 'full'} fine-tuning, {length}, lr {sft.learning_rate}, "
                 f"max_length {sft.max_length}, packing {sft.packing}"
             )
         else:
-            row["does"] = ", ".join(f"{s.name}: beta {s.beta}, lr {s.learning_rate}" for s in dpo.stages)
+            per_step = dpo.per_device_batch_size * dpo.gradient_accumulation * processes
+            row["does"] = ", ".join(
+                f"{s.name}: beta {s.beta}, lr {s.learning_rate}, "
+                + training_length(s.epochs, s.max_steps, per_step, _rows(data / f"prefs_{s.name}" / "train.jsonl"))
+                for s in dpo.stages
+            )
         rows.append(row)
     spec = merge_config(recipe.merge, base=recipe.models.base, instruct=recipe.instruct, sft=sft.out.as_posix())
     merge = MergeConfig.model_validate(spec)
@@ -948,6 +958,25 @@ def dry_run(recipe: RecipeConfig, folder: Path) -> list[dict[str, Any]]:
     )
     rows.append({"stage": "report", "does": f"{folder / 'report' / 'report.html'} and the model card"})
     return rows
+
+
+def _rows(path: Path) -> int | None:
+    """Rows of a built JSONL file, or None before the data stage has built it."""
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def training_length(epochs: float, max_steps: int | None, per_step: int, rows: int | None) -> str:
+    """How long a training stage runs, as the trainer will: ``max_steps`` overrides ``epochs``, so with it set the
+    epochs covered are steps x rows per step / rows (``0.67 epochs``), never the ignored setting (``1.0``)."""
+    if max_steps is None:
+        return f"{epochs:g} epochs"
+    steps = f"{max_steps} steps of {per_step} rows"
+    if rows:
+        return f"{steps} = {max_steps * per_step / rows:.2f} epochs of {rows} rows"
+    return f"{steps} (the epochs setting is ignored; epochs covered: known once the data is built and packed)"
 
 
 def _pref_parts(config: Any) -> str:
