@@ -45,7 +45,11 @@ WHAT = (
     "A language model made with aloekit's implementation of the Aloe recipe from the models in the table below. "
     "Only what the tables and the sentences with numbers below say was measured; anything else is not measured."
 )
-STATIC = (NOT_FOR_CLINICAL_USE, WHAT, *STAGE_TEXTS.values())
+ACCURACY_METHOD = (
+    "Accuracy with its 95% confidence interval (bootstrap; Wilson when every answer is right or every one"
+    " wrong), at every stage of the recipe:"
+)
+STATIC = (NOT_FOR_CLINICAL_USE, WHAT, ACCURACY_METHOD, *STAGE_TEXTS.values())
 """Every fixed sentence of the card: procedure and disclaimers, never a result (a test holds the card to it)."""
 
 
@@ -185,10 +189,7 @@ def _evaluation(summary: Mapping[str, Any]) -> str:
     results = {k: v for k, v in (summary.get("benchmarks") or {}).items() if isinstance(v, Mapping)}
     parts = []
     if results:
-        parts.append(
-            "Accuracy with its 95% confidence interval (bootstrap; Wilson when every answer is right or every one"
-            " wrong), at every stage of the recipe:"
-        )
+        parts.append(ACCURACY_METHOD)
         parts.append(_blocks(report.mcqa_table(results, caption="Medical benchmarks")))
         answers = claims.final_answers(summary)
         if answers is not None:

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aloekit.evaluation.compare import DOMINANT_MIN_OPTIONS, DOMINANT_SHARE, dominant_answer
 from aloekit.evaluation.stats import wilson_ci
 from aloekit.models import atomic_write_text
 from aloekit.report import charts
-from aloekit.report.findings import RULES, Finding, chance_level, findings
+from aloekit.report.findings import RULES, Finding, chance_level, findings, one_answer
 
 __all__ = [
     "NOT_RUN",
@@ -669,9 +668,9 @@ def _answers(summary: Mapping[str, Any]) -> list[Block]:
         return [_not_run("Answer distributions (no benchmark evaluation)")]
     blocks: list[Block] = [
         Paragraph(
-            "Share of each predicted answer per model and benchmark, next to the gold answers' shares. A model is"
-            f" flagged when one answer takes more than {DOMINANT_SHARE:.0%} of its predictions on a benchmark with"
-            f" {DOMINANT_MIN_OPTIONS} or more options: a position or label bias, whatever its accuracy."
+            "Share of each predicted answer per model and benchmark, next to the gold answers' shares. "
+            + RULES[0]
+            + " A flag is a position or label bias, whatever the accuracy."
         )
     ]
     for formulation, models in distributions.items():
@@ -707,7 +706,7 @@ def answers_table(models: Mapping[str, Mapping[str, Any]]) -> tuple[Table, list[
             d = (per or {}).get(bench)
             if not isinstance(d, Mapping):
                 continue
-            top = dominant_answer(d.get("predicted") or {})
+            top = one_answer(d)
             flag = f"{top[0]} on {100 * top[1]:.0f}% of answers" if top else ""
             if top:
                 flagged.append(f"{model} on {bench} ({flag})")
