@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer import TyperException
 
 from aloekit.cli_data import data_app
 from aloekit.cli_medprompt import medprompt_app
@@ -552,29 +553,93 @@ def demo(
     demo_module.main(model, max_tokens)
 
 
+DEBUG_HINT = "rerun with --debug for the traceback"
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="On an unexpected error, print the full traceback (also accepted after the command)."
+        ),
+    ] = False,
+) -> None:
+    """aloekit: turn an open base LLM into an aligned, evaluated healthcare LLM (the Aloe recipe)."""
+    # main() takes --debug out of the arguments before parsing (so it works in any position); the option is
+    # declared here only so `aloe --help` lists it.
+
+
+def _usage_line(e: TyperException) -> str:
+    """One line for a command-line usage error: click's message plus where the help is."""
+    from typer._click.exceptions import UsageError as TyperUsageError
+
+    message = " ".join(e.format_message().split()).rstrip(".")
+    ctx = getattr(e, "ctx", None) if isinstance(e, TyperUsageError) else None
+    where = f"'{ctx.command_path} --help'" if ctx is not None else "'aloe --help'"
+    return f"error: {message}; see {where}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point and the CLI's one error path.
+
+    - usage errors (missing or unknown option, wrong type, unknown command) and :class:`UserError`: one
+      ``error: ...`` line on stderr, exit 2 (click's convention for usage errors);
+    - an unreadable or unwritable path (OSError naming a file): one line, exit 2;
+    - anything else is a bug or an input not checked yet: one line with a hint to rerun with ``--debug``, exit 1.
+    ``--debug`` (anywhere before ``--``, or ``ALOE_DEBUG=1``) prints the traceback as well.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:cut] or os.environ.get("ALOE_DEBUG", "") not in ("", "0")
+    args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
+
+    import traceback
+
     try:
-        app(args=argv, standalone_mode=False)
+        # typer 0.29 vendors click: its exceptions are typer._click.exceptions.*, subclasses of TyperException,
+        # not click.ClickException, so they are caught here by typer's base class.
+        returned = app(args=args, prog_name="aloe", standalone_mode=False)
     except UserError as e:
+        if debug:
+            traceback.print_exc()
         typer.echo(f"error: {e.message}", err=True)
         return UserError.exit_code
     except typer.Exit as e:
         return int(e.exit_code or 0)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
+    except TyperException as e:
+        from typer._click.exceptions import NoArgsIsHelpError
 
-        if isinstance(e, click.ClickException):
+        if isinstance(e, NoArgsIsHelpError):  # `aloe` or `aloe data` alone: the help, exit 2 as click does
             e.show()
-            return 2
-        raise
-    return 0
+        else:
+            typer.echo(_usage_line(e), err=True)
+        return int(getattr(e, "exit_code", 2) or 2)
+    except OSError as e:
+        if e.filename is None:
+            return _unexpected(e, debug)
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"error: {e.filename}: {e.strerror or e}", err=True)
+        return 2
+    except Exception as e:
+        return _unexpected(e, debug)
+    # In non-standalone mode typer returns the code of a `typer.Exit` raised inside a command.
+    return returned if isinstance(returned, int) else 0
+
+
+def _unexpected(e: BaseException, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    detail = " ".join(str(e).split())[:300]
+    hint = "" if debug else f"; {DEBUG_HINT}"
+    typer.echo(f"error: unexpected {type(e).__name__}{': ' + detail if detail else ''}{hint}", err=True)
+    return 1
 
 
 if __name__ == "__main__":
