@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aloekit.errors import UserError
+from aloekit.textio import read_json_object
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 CONVERSION_VERSION = 1
@@ -270,10 +271,7 @@ def _check_folder(path: Path, *, allow_pickle: bool, trust_remote_code: bool) ->
     config = path / "config.json"
     if not config.is_file():
         raise UserError(f"{path} has no config.json: it is not a transformers model folder")
-    try:
-        cfg = json.loads(config.read_text())
-    except ValueError as e:
-        raise UserError(f"{config} is not valid JSON ({e}): restore or regenerate the config") from e
+    cfg = read_json_object(config, "restore or regenerate the model's config")
     if cfg.get("auto_map") and not trust_remote_code:
         raise UserError(
             f"{path} needs custom model code (config.json has auto_map); review that code and pass "
@@ -372,18 +370,36 @@ _SAFETENSORS_BYTES = {
 
 def safetensors_header(path: Path) -> dict[str, dict[str, object]]:
     """The JSON header of a safetensors file (tensor names, dtypes, shapes) without reading the tensors."""
+    fix = "the file is truncated or not safetensors: download or export the model again"
+    on_disk = path.stat().st_size
     with path.open("rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
+        start = f.read(8)
+        if len(start) < 8:
+            raise UserError(f"{path}: {on_disk} bytes, too short for a safetensors header; {fix}")
+        (size,) = struct.unpack("<Q", start)
+        # Checked before reading: random bytes give a length of petabytes, and f.read(size) a MemoryError.
+        if size > on_disk - 8:
+            raise UserError(f"{path}: header length {size:,} bytes, but the file has {on_disk - 8:,} after it; {fix}")
+        raw = f.read(size)
+    try:
+        header = json.loads(raw)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise UserError(f"{path}: the safetensors header is not valid UTF-8 JSON; {fix}") from e
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: the safetensors header is not a JSON object; {fix}")
     header.pop("__metadata__", None)
+    for name, meta in header.items():
+        shape = meta.get("shape") if isinstance(meta, dict) else None
+        if not (isinstance(shape, list) and all(isinstance(d, int) for d in shape) and "dtype" in meta):
+            raise UserError(f"{path}: tensor {name!r} has no valid dtype and shape in the header; {fix}")
     return header
 
 
 def info(resolved: ResolvedModel) -> ModelInfo:
     """Describe a resolved model from its files alone: config, safetensors headers, tokenizer config."""
     folder = resolved.path
-    cfg = json.loads((folder / "config.json").read_text())
-    text_cfg = cfg.get("text_config") or {}
+    cfg = read_json_object(folder / "config.json", "restore or regenerate the model's config")
+    text_cfg = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
     params = 0
     dtypes: set[str] = set()
     shards = sorted(folder.glob("*.safetensors"))
@@ -395,7 +411,8 @@ def info(resolved: ResolvedModel) -> ModelInfo:
             params += n
             dtypes.add(str(meta["dtype"]))
     tok_cfg_path = folder / "tokenizer_config.json"
-    tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.is_file() else {}
+    tok_fix = "restore or regenerate the tokenizer's config"
+    tok_cfg = read_json_object(tok_cfg_path, tok_fix) if tok_cfg_path.is_file() else {}
     has_template = (folder / "chat_template.jinja").is_file() or bool(tok_cfg.get("chat_template"))
     return ModelInfo(
         reference=resolved.reference,
