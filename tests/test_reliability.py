@@ -102,3 +102,19 @@ def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path: Path, config:
     folder = model_folder(tmp_path, struct.pack("<Q", 2) + b"{}", config=config)
 
     assert_one_line_error(aloe("models", "info", str(folder)), "config.json", problem)
+
+
+# --- run.split_holdout ------------------------------------------------------------------------------------------
+
+
+def test_split_holdout_keeps_a_json_line_holding_a_unicode_line_separator_whole(tmp_path: Path) -> None:
+    from aloekit.run import split_holdout
+
+    rows = [{"id": i, "subject": "s", "question": f"line one\u2028line two {i}\u2029end"} for i in range(4)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+    train, held = split_holdout(path, 0.25, seed=0)
+
+    assert sorted(json.loads(line)["id"] for line in train + held) == [0, 1, 2, 3]
+    assert len(held) == 1
