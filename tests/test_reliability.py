@@ -118,3 +118,62 @@ def test_split_holdout_keeps_a_json_line_holding_a_unicode_line_separator_whole(
 
     assert sorted(json.loads(line)["id"] for line in train + held) == [0, 1, 2, 3]
     assert len(held) == 1
+
+
+# --- empty results are errors -----------------------------------------------------------------------------------
+
+
+def test_a_data_build_that_keeps_no_row_says_why_and_writes_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "rows.jsonl"
+    source.write_text('[1, 2]\n{"instruction": "no output"}\n{"instruction": "again no output"}\n')
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(NO_EVAL + f"sources: [{{format: alpaca, path: '{source}', name: rows}}]\n")
+
+    result = aloe("data", "build", str(mix), "--out", str(tmp_path / "out"))
+
+    last = assert_error_after_progress(result, "no training rows", "3 rows dropped", "2 empty answer", "1 not a JSON")
+    assert f"{source}:2" in last  # the first row of the commonest reason
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_data_build_over_an_empty_file_says_the_inputs_hold_no_rows(tmp_path: Path) -> None:
+    source = tmp_path / "rows.jsonl"
+    source.write_text("\n")
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(NO_EVAL + f"sources: [{{format: alpaca, path: '{source}', name: rows}}]\n")
+
+    assert_error_after_progress(aloe("data", "build", str(mix), "--out", str(tmp_path / "o")), "hold no rows")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_preference_build_with_no_pair_says_why_and_writes_nothing(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "Is this fine?", "chosen": "", "rejected": "No."}) + "\n[]\n")
+    config = tmp_path / "prefs.yaml"
+    config.write_text(NO_EVAL + f"validation: 0\npairs: [{{format: preference, path: '{pairs}', name: mine}}]\n")
+
+    result = aloe("data", "prefs", str(config), "--out", str(tmp_path / "p"))
+
+    assert_error_after_progress(result, "no training pairs", "2 rows dropped")
+    assert not (tmp_path / "p").exists()
+
+
+def test_an_evaluation_of_an_empty_benchmark_file_is_an_error_before_any_model(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n\n")
+
+    result = aloe("eval", "--benchmarks", f"file:{path}", "--out", str(tmp_path / "out"))
+
+    assert_one_line_error(result, "no questions")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suites", ["file:{empty}", ","])
+def test_a_safety_run_with_no_prompt_is_an_error_before_any_model(tmp_path: Path, suites: str) -> None:
+    empty = tmp_path / "prompts.jsonl"
+    empty.write_text("")
+
+    result = aloe("safety", "--suites", suites.format(empty=empty), "--out", str(tmp_path / "out"))
+
+    assert_one_line_error(result, "--suites" if suites == "," else "holds no prompts")
+    assert not (tmp_path / "out").exists()

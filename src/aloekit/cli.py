@@ -404,8 +404,10 @@ def safety(
         raise UserError(f"--limit must be >= 1, got {limit}")
     names = [s.strip() for s in suites.split(",") if s.strip()]
     chosen_styles = [s.strip() for s in styles.split(",") if s.strip()]
+    if not names:
+        raise UserError("--suites names no suite: give e.g. advbench,xstest or file:PATH")
     for name in names:
-        load_suite(name, data_dir)  # unknown suites and missing or bad files fail here, before a model loads
+        load_suite(name, data_dir)  # unknown suites and missing, bad or empty files fail here, before a model loads
     if judge != "offline" and not judge.startswith("llm:"):
         raise UserError(f"--judge {judge}: use offline or llm:REF (a model reference)")
     if bias and data_dir is None:

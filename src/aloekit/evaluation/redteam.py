@@ -166,7 +166,10 @@ def load_suite(name: str, data_dir: Path | None) -> list[Prompt]:
             raise UserError(f"suite {name}: {path} not found")
         # Named as asked (file:PATH), so its prompts and results group under the name the caller used.
         custom = Suite(name, (str(path),), "prompt", "category", kind="file")
-        return [_prompt(custom, w, r, path, "prompt") for w, r in _rows(path)]
+        prompts = [_prompt(custom, w, r, path, "prompt") for w, r in _rows(path)]
+        if not prompts:  # a rate over zero prompts is no measurement
+            raise UserError(f"suite {name}: {path} holds no prompts; give CSV or JSON lines with a 'prompt' field")
+        return prompts
     suite = SUITES.get(name)
     if suite is None:
         raise UserError(f"unknown suite '{name}': choose from {', '.join(SUITES)}, or file:PATH (CSV/JSONL)")
