@@ -177,3 +177,141 @@ def test_a_safety_run_with_no_prompt_is_an_error_before_any_model(tmp_path: Path
 
     assert_one_line_error(result, "--suites" if suites == "," else "holds no prompts")
     assert not (tmp_path / "out").exists()
+
+
+# --- a failed or killed training run does not block the next one ---------------------------------------------------
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def stale_run(out: Path, **manifest: object) -> Path:
+    import socket
+
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text("model: m\n")
+    record = {"status": "running", "host": socket.gethostname(), **manifest}
+    (out / "manifest.json").write_text(json.dumps(record))
+    return out
+
+
+def sft_config(tmp_path: Path, model: Path, **overrides: object) -> object:
+    from aloekit.train.sft import SFTRunConfig
+
+    data = tmp_path / "chats.jsonl"
+    question = "My child has had a fever for two days and is drinking less than usual; " * 3 + "what should I do?"
+    chat = [{"role": "user", "content": question}, {"role": "assistant", "content": "See a doctor today."}]
+    data.write_text("".join(json.dumps({"id": f"c{i}", "messages": chat}) + "\n" for i in range(4)))
+    settings = {"model": str(model), "dataset": str(data), "out": str(tmp_path / "out"), "max_steps": 1}
+    return SFTRunConfig.model_validate({**settings, **overrides})
+
+
+def test_sft_that_failed_on_a_bad_config_is_taken_over_by_the_rerun(tmp_path: Path, tiny_llama: Path) -> None:
+    from aloekit.train.sft import train_sft
+
+    # max_length 16 cuts every conversation inside its question: no trained token is left, and the run fails
+    # after it wrote its records.
+    bad = sft_config(tmp_path, tiny_llama, max_length=16)
+    with pytest.raises(UserError, match="no training conversation"):
+        train_sft(bad)  # type: ignore[arg-type]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "no training conversation" in manifest["error"]
+
+    said: list[str] = []
+    with pytest.raises(UserError, match="no training conversation"):  # not "already holds a run"
+        train_sft(bad, log=said.append)  # type: ignore[arg-type]
+    assert said[0].startswith(f"taking over {tmp_path / 'out'}: its earlier run stopped before its first checkpoint")
+
+
+def test_sft_takes_over_a_running_manifest_whose_process_is_gone_but_not_a_live_one(
+    tmp_path: Path, tiny_llama: Path
+) -> None:
+    import os
+
+    from aloekit.train.sft import _prepare_out
+
+    config = sft_config(tmp_path, tiny_llama)
+    out = stale_run(tmp_path / "out", pid=dead_pid())
+    resume, message = _prepare_out(config, resume=True)  # type: ignore[arg-type]
+    assert resume is False
+    assert message is not None and "is gone" in message
+
+    (out / "manifest.json").write_text(json.dumps({**json.loads((out / "manifest.json").read_text()), "pid": 1}))
+    if os.getpid() != 1:
+        with pytest.raises(UserError, match=r"in use by a running training \(pid 1\)"):
+            _prepare_out(config, resume=False)  # type: ignore[arg-type]
+
+
+def test_sft_with_a_checkpoint_is_resumed_not_taken_over(tmp_path: Path, tiny_llama: Path) -> None:
+    from aloekit.train.sft import _prepare_out
+
+    config = sft_config(tmp_path, tiny_llama)
+    out = stale_run(tmp_path / "out", pid=dead_pid())
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
+
+    with pytest.raises(UserError, match="pass --resume"):
+        _prepare_out(config, resume=False)  # type: ignore[arg-type]
+
+
+def test_dpo_that_failed_is_taken_over_by_the_rerun_unless_a_stage_saved_a_checkpoint(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aloekit.train import dpo
+
+    pairs = tmp_path / "pairs.jsonl"
+    turn = {"role": "user", "content": "Is it safe?"}
+    row = {"prompt": [turn], "chosen": [{"role": "assistant", "content": "Ask a doctor."}]}
+    rows = [{**row, "id": f"p{i}", "rejected": [{"role": "assistant", "content": f"No {i}."}]} for i in range(4)]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = dpo.DPORunConfig.model_validate(
+        {"model": str(tiny_llama), "out": str(tmp_path / "out"), "stages": [{"name": "s", "dataset": str(pairs)}]}
+    )
+
+    def bad_stage(*args: object, **kwargs: object) -> object:
+        raise ValueError("Target modules {'q_prj'} not found in the base model")
+
+    monkeypatch.setattr(dpo, "_run_stage", bad_stage)
+    with pytest.raises(ValueError, match="q_prj"):
+        dpo.train_dpo(config)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "q_prj" in manifest["error"]
+
+    with pytest.raises(ValueError, match="q_prj"):  # not "already holds files"
+        dpo.train_dpo(config)
+    assert "taking over" in capsys.readouterr().err
+
+    (tmp_path / "out" / "s" / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    with pytest.raises(UserError, match="--resume"):
+        dpo.train_dpo(config)
+
+
+@pytest.mark.parametrize("start", [b"\xa7\xf6\xe1i", b"GGUF\x03\x00\x00\x00"])
+def test_a_rejected_gguf_leaves_no_lock_or_temporary_folder(tmp_path: Path, start: bytes) -> None:
+    # Random bytes fail the magic check before any lock; a GGUF magic over garbage fails inside the conversion,
+    # which holds the lock: both must leave the cache as they found it.
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(start + bytes(range(256)) * 8)
+    home = tmp_path / "aloe-home"
+
+    result = aloe("models", "info", str(path), env={"ALOE_HOME": str(home)})
+
+    assert_one_line_error(result, "broken.gguf")
+    left = [p.relative_to(home).as_posix() for p in home.rglob("*") if p.name != "hashes.json"]
+    assert left in ([], ["models"])  # at most the cache's (empty) folder: no lock, no half-converted model
+
+
+def test_the_gguf_lock_is_exclusive_and_its_file_is_removed_on_release(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    with models._file_lock(lock):
+        assert lock.exists()
+    assert not lock.exists()
+    with pytest.raises(RuntimeError), models._file_lock(lock):
+        raise RuntimeError("conversion failed")
+    assert not lock.exists()

@@ -99,6 +99,7 @@ def resolve(
     if path.suffix == ".gguf":
         if not path.is_file():
             raise UserError(f"GGUF file not found: {path}; check the path (or use an alias such as {DEFAULT_MODEL})")
+        _check_gguf_magic(path)
         return ResolvedModel(text, _convert_gguf(path), "gguf")
     if path.is_dir():
         _check_folder(path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
@@ -163,6 +164,17 @@ def file_sha256(path: Path) -> str:
     with contextlib.suppress(OSError):
         atomic_write_text(memo, json.dumps(known, indent=1))
     return value
+
+
+def _check_gguf_magic(path: Path) -> None:
+    """Refuse a file that does not start with GGUF's magic bytes before hashing it, locking or loading torch."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise UserError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): re-download it, or pass the model's "
+            "folder instead"
+        )
 
 
 def gguf_cache_dir(path: Path) -> Path:
@@ -230,12 +242,26 @@ def make_readable(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
+    """An exclusive lock on ``path``, whose file is removed on release (success or failure), so no lock file is
+    left behind. A waiter that wakes holding a file its previous holder already removed retries on the current one
+    (otherwise two processes could each hold a lock on a different file of the same name)."""
+    while True:
+        handle = path.open("a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # before unlocking: a waiter then sees the file is gone and retries
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def replace_folder(tmp: Path, target: Path) -> None:
