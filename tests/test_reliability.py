@@ -315,3 +315,55 @@ def test_the_gguf_lock_is_exclusive_and_its_file_is_removed_on_release(tmp_path:
     with pytest.raises(RuntimeError), models._file_lock(lock):
         raise RuntimeError("conversion failed")
     assert not lock.exists()
+
+
+# --- --dry-run and the server check what they can before any model -------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ('benchmarks: ["file:{holdout}/mcq-eval.jsonl"]', "benchmarks: [medqa_typo]", ["medqa_typo", "benchmarks"]),
+        ('suites: ["file:{holdout}/harmful-eval.jsonl"', 'suites: ["advbnech"', ["advbnech", "safety.suites"]),
+    ],
+)
+def test_a_dry_run_refuses_an_unknown_benchmark_or_suite(tmp_path: Path, old: str, new: str, names: list[str]) -> None:
+    text = (ROOT / "recipes" / "demo.yaml").read_text()
+    assert old in text
+    recipe = tmp_path / "demo.yaml"
+    recipe.write_text(text.replace(old, new))
+
+    result = aloe("run", str(recipe), "--dry-run", "--out", str(tmp_path / "run"))
+
+    assert_one_line_error(result, *names)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--port", "70000"], ["--port", "65535"]),
+        (["--port", "0"], ["--port"]),
+        (["--max-queue", "0"], ["--max-queue"]),
+        (["--max-concurrency", "-1"], ["--max-concurrency"]),
+        (["--backend", "nosuch"], ["--backend nosuch", "hf, vllm, openai"]),
+        (["--host", "nosuch.invalid"], ["cannot listen on nosuch.invalid:8000"]),
+    ],
+)
+def test_serve_validates_its_options_before_loading_the_model(args: list[str], names: list[str]) -> None:
+    # The model does not exist: an option checked only after loading would fail on the model instead.
+    assert_one_line_error(aloe("serve", "--model", "/no/such/model", *args), *names)
+
+
+def test_serve_refuses_a_port_in_use_before_loading_the_model() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = aloe("serve", "--model", "/no/such/model", "--port", str(port))
+
+    assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")

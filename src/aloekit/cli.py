@@ -162,32 +162,42 @@ def serve(
     model: ModelOpt = "smollm2-135m-instruct",
     backend: Backend = "hf",
     host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     api_key: Annotated[
         str | None, typer.Option(help="Require 'Authorization: Bearer KEY' (default: $ALOE_API_KEY if set).")
     ] = None,
-    max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted (413 above).")] = 1_000_000,
-    max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for (400 above).")] = 2048,
-    max_concurrency: Annotated[int, typer.Option(help="Requests processed at once; more wait in the queue.")] = 8,
-    max_queue: Annotated[int, typer.Option(help="Requests allowed to wait; more get 429.")] = 64,
+    max_request_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body accepted (413 above).")
+    ] = 1_000_000,
+    max_tokens_limit: Annotated[
+        int, typer.Option(min=1, help="Largest max_tokens a request may ask for (400 above).")
+    ] = 2048,
+    max_concurrency: Annotated[
+        int, typer.Option(min=1, help="Requests processed at once; more wait in the queue.")
+    ] = 8,
+    max_queue: Annotated[int, typer.Option(min=1, help="Requests allowed to wait; more get 429.")] = 64,
     served_name: Annotated[str | None, typer.Option(help="Model name clients use (default: the reference).")] = None,
     seed: Annotated[int, typer.Option(help="Default sampling seed.")] = 0,
     allow_pickle: AllowPickle = False,
     trust_remote_code: TrustCode = False,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
-    from aloekit.engines import load_engine
-    from aloekit.serve import ServerLimits, run_server
+    from aloekit.engines import BACKENDS, load_engine
+    from aloekit.serve import ServerLimits, check_listen, run_server
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get("ALOE_API_KEY")):
-        typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can use the model", err=True)
-    engine = load_engine(backend, model, **_engine_options(backend, None, None, allow_pickle, trust_remote_code, seed))
+    # Everything checkable is checked before the model loads (minutes, and gigabytes, for a large one).
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     limits = ServerLimits(
         max_request_bytes=max_request_bytes,
         max_tokens=max_tokens_limit,
         max_concurrency=max_concurrency,
         max_queue=max_queue,
     )
+    check_listen(host, port)
+    if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get("ALOE_API_KEY")):
+        typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can use the model", err=True)
+    engine = load_engine(backend, model, **_engine_options(backend, None, None, allow_pickle, trust_remote_code, seed))
     run_server(
         engine,
         host=host,

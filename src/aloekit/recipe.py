@@ -128,6 +128,24 @@ class MedpromptSection(_Config):
     )
     ablation: bool = Field(False, description="Also run the ladder zero-shot -> ... -> ensemble on the same model.")
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else _known_benchmarks(value)
+
+
+def _known_benchmarks(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The names, each a registered benchmark, a group or file:PATH: checked here so that a typo fails when the
+    recipe is read (and in --dry-run), not when the eval stage starts after hours of training."""
+    # Deferred: the benchmark registry imports the data package, which is not needed to define the recipe.
+    from aloekit.evaluation.benchmarks import FILE_PREFIX, GROUPS, REGISTRY
+
+    for name in names:
+        if not name.startswith(FILE_PREFIX) and name not in REGISTRY and name not in GROUPS:
+            known = ", ".join([*REGISTRY, *GROUPS])
+            raise ValueError(f"unknown benchmark '{name}': choose from {known}, or file:PATH")
+    return names
+
 
 class GenerativeSection(_Config):
     """Generative scoring (``aloe eval --mode generate``): the model answers in its chat template, asked to reply
@@ -182,6 +200,11 @@ class EvalSection(_Config):
     def _split(cls, value: object) -> object:
         return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known_benchmarks(value)
+
 
 class SafetySection(_Config):
     models: tuple[ModelLabel, ...] = Field(
@@ -206,6 +229,26 @@ class SafetySection(_Config):
     bbq_limit: int | None = Field(100, ge=1, description="BBQ questions sampled per category.")
     truthfulness: bool = Field(False, description="Also TruthfulQA MC1/MC2.")
     truthfulqa_limit: int | None = Field(None, ge=1, description="TruthfulQA: only the first N questions.")
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from aloekit.evaluation.redteam import SUITES  # deferred, as in _known_benchmarks
+
+        for name in value:
+            if not name.startswith("file:") and name not in SUITES:
+                raise ValueError(f"unknown suite '{name}': choose from {', '.join(SUITES)}, or file:PATH")
+        return value
+
+    @field_validator("styles")
+    @classmethod
+    def _known_styles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from aloekit.safety.styles import STYLES
+
+        for name in value:
+            if name not in STYLES:
+                raise ValueError(f"unknown attack style '{name}': choose from {', '.join(STYLES)}")
+        return value
 
     @field_validator("judge")
     @classmethod

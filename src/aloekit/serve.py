@@ -672,6 +672,19 @@ def _append_generated(logprobs: dict[str, list[Any]], prompt: str, text: str, fu
 # --- running ----------------------------------------------------------------------------------------------------
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail now, with one line, if the server could not listen on ``host:port`` (a name that does not resolve, an
+    address not on this machine, a port in use): ``aloe serve`` calls it before loading the model."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise UserError(f"cannot listen on {host}:{port} ({reason}): choose another --port or --host") from e
+
+
 def run_server(
     engine: Engine,
     *,
