@@ -367,3 +367,38 @@ def test_serve_refuses_a_port_in_use_before_loading_the_model() -> None:
         result = aloe("serve", "--model", "/no/such/model", "--port", str(port))
 
     assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")
+
+
+# --- files are written with the user's umask ---------------------------------------------------------------------
+
+
+def test_atomic_writes_follow_the_umask_not_mkstemps_private_mode(tmp_path: Path) -> None:
+    import os
+
+    before = os.umask(0o022)
+    try:
+        models.atomic_write_text(tmp_path / "results.json", "{}")
+        assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        models.atomic_write_text(tmp_path / "private.json", "{}")
+        assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(before)
+
+
+def test_a_built_dataset_folder_and_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from aloekit.data import dataset
+
+    before = os.umask(0o022)
+    try:
+        dataset.publish(tmp_path / "ds", {"train.jsonl": [{"a": 1}], "stats.json": "{}"}, overwrite=False)
+    finally:
+        os.umask(before)
+
+    assert (tmp_path / "ds").stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "ds").iterdir()} == {
+        "train.jsonl": 0o644,
+        "stats.json": 0o644,
+    }

@@ -228,16 +228,34 @@ def _gguf_to_safetensors(path: Path, out: Path) -> None:
     )
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only read by setting)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode the user's umask gives a new file (0644 under the usual 022)."""
+    return 0o666 & ~umask()
+
+
 def make_readable(folder: Path) -> None:
-    """Let other users read a finished model folder (a shared cache, a merge output).
+    """Give a finished folder (a shared cache, a merge output, a dataset) the modes the user's umask gives new
+    folders and files: 0755 and 0644 under the usual 022, so other users of a shared folder can read it.
 
     ``mkdtemp`` creates the folder with mode 0700 and safetensors writes its files with mode 0600, so without
-    this only the user who converted could load the model.
+    this only the user who wrote it could read it.
     """
-    folder.chmod(0o755)
+    mask = umask()
+    folder.chmod(0o777 & ~mask)
     for item in folder.rglob("*"):
         if not item.is_symlink():
-            item.chmod(0o755 if item.is_dir() else 0o644)
+            item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 @contextlib.contextmanager
@@ -281,6 +299,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp's file is private (0600); a result file gets the user's umask
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)

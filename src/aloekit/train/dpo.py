@@ -911,8 +911,7 @@ def _write_json(path: Path, value: Any) -> None:
 def _write_text(path: Path, text: str) -> None:
     if not _is_main():
         return  # one writer per file in a distributed run
-    models.atomic_write_text(path, text)
-    path.chmod(0o644)  # atomic_write_text's temporary file is private (0600); records are for everyone
+    models.atomic_write_text(path, text)  # with the user's umask: records are for everyone under the usual 022
 
 
 __all__ = ["DPORunConfig", "DPOStage", "LossType", "debug_token_rows", "load_dpo_config", "read_pairs", "train_dpo"]

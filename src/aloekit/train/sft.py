@@ -413,9 +413,8 @@ def discard_incomplete_checkpoints(folder: Path) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    """A run record, written atomically and readable by others (mkstemp's default mode is 0600)."""
+    """A run record, written atomically with the user's umask (readable by others under the usual 022)."""
     atomic_write_text(path, text)
-    path.chmod(0o644)
 
 
 def _now() -> str:
