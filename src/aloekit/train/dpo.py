@@ -225,6 +225,9 @@ def _stage_pairs(stage: DPOStage) -> _Pairs:
         train, validation = path, None
     else:
         raise UserError(f"stage {stage.name}: dataset {path} not found: give a data-stage folder or a JSONL file")
+    for split in (train, validation):
+        if split is not None:
+            _read_pairs(split)  # a bad or empty file fails now, not after the model has loaded
     return _Pairs(
         train.absolute(),
         models.file_sha256(train),

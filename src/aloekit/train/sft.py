@@ -781,7 +781,6 @@ def _train(
         if took_over:
             say(took_over)
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / CHECKPOINTS
     removed = discard_incomplete_checkpoints(checkpoints) if main else []
     if removed:
@@ -818,6 +817,8 @@ def _train(
     )
     if resume_from:
         manifest.setdefault("resumed", []).append({"from": Path(resume_from).name, "at": _now()})
+    # Created only now: a model or dataset that fails to load leaves no empty folder behind.
+    out.mkdir(parents=True, exist_ok=True)
     if main:
         _write(out / "config.yaml", yaml.safe_dump(_config_record(config), sort_keys=False))
         _write(manifest_path, json.dumps(manifest, indent=2))
