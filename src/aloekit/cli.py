@@ -176,6 +176,12 @@ def serve(
         int, typer.Option(min=1, help="Requests processed at once; more wait in the queue.")
     ] = 8,
     max_queue: Annotated[int, typer.Option(min=1, help="Requests allowed to wait; more get 429.")] = 64,
+    max_work: Annotated[
+        int, typer.Option(min=1, help="Most tokens one request may ask for: prompts x n x max_tokens (400 above).")
+    ] = 8192,
+    max_per_key: Annotated[
+        int, typer.Option(min=1, help="Requests one client (API key, else address) may have in flight (429 above).")
+    ] = 16,
     served_name: Annotated[str | None, typer.Option(help="Model name clients use (default: the reference).")] = None,
     seed: Annotated[int, typer.Option(help="Default sampling seed.")] = 0,
     allow_pickle: AllowPickle = False,
@@ -193,6 +199,8 @@ def serve(
         max_tokens=max_tokens_limit,
         max_concurrency=max_concurrency,
         max_queue=max_queue,
+        max_work=max_work,
+        max_per_key=max_per_key,
     )
     check_listen(host, port)
     if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get("ALOE_API_KEY")):
