@@ -327,9 +327,13 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ('benchmarks: ["file:{holdout}/mcq-eval.jsonl"]', "benchmarks: [medqa_typo]", ["medqa_typo", "benchmarks"]),
         ('suites: ["file:{holdout}/harmful-eval.jsonl"', 'suites: ["advbnech"', ["advbnech", "safety.suites"]),
+        ("file:{holdout}/mcq-eval.jsonl", "file:/no/such/mcq.jsonl", ["eval.benchmarks[0]", "/no/such/mcq.jsonl"]),
+        ("{holdout}/benign-train.jsonl", "/no/such/benign.jsonl", ["data.mixture.sources[1].path", "not found"]),
     ],
 )
-def test_a_dry_run_refuses_an_unknown_benchmark_or_suite(tmp_path: Path, old: str, new: str, names: list[str]) -> None:
+def test_a_dry_run_refuses_an_unknown_benchmark_or_suite_or_a_missing_file(
+    tmp_path: Path, old: str, new: str, names: list[str]
+) -> None:
     text = (ROOT / "recipes" / "demo.yaml").read_text()
     assert old in text
     recipe = tmp_path / "demo.yaml"

@@ -16,6 +16,7 @@ and, in the ``merge`` section only, ``{base}``, ``{instruct}`` and ``{sft}``: th
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -379,8 +380,21 @@ def load_recipe(path: Path, *, run: Path | None = None, data_dir: Path | None = 
         recipe = RecipeConfig.model_validate(filled)
     except ValidationError as e:
         raise UserError(validation_message(e, RecipeConfig, str(path), root)) from e
-    _check_files(recipe, path, root)
+    _check_files(recipe, path, root, folder)
     return _with_present(recipe), text, folder
+
+
+def _paths(value: Any, loc: list[int | str]) -> Iterator[tuple[list[int | str], str]]:
+    """(location, value) of every ``path`` key in a dumped config (data sources, preference pairs...)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "path" and isinstance(item, (str, Path)):
+                yield [*loc, key], str(item)
+            else:
+                yield from _paths(item, [*loc, key])
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _paths(item, [*loc, index])
 
 
 def _with_present(recipe: RecipeConfig) -> RecipeConfig:
@@ -425,8 +439,27 @@ def _with_present(recipe: RecipeConfig) -> RecipeConfig:
     )
 
 
-def _check_files(recipe: RecipeConfig, path: Path, root: Any) -> None:
-    """Files a recipe names that must exist before the run starts (and not an hour into it)."""
+def _check_files(recipe: RecipeConfig, path: Path, root: Any, run: Path) -> None:
+    """Files a recipe names that must exist before the run starts (and not an hour into it). Files inside the
+    run folder are made by the data stage ({holdout}/...), so only the others are checked."""
+    made_by_the_run = run.resolve()
+
+    def check(loc: list[int | str], file: Path) -> None:
+        if not file.expanduser().resolve().is_relative_to(made_by_the_run) and not file.expanduser().exists():
+            where = ".".join(str(k) if isinstance(k, str) else f"[{k}]" for k in loc).replace(".[", "[")
+            raise UserError(f"{path} line {node_line(root, loc)}: {where} {file} not found: fix the path")
+
+    named = [
+        (["eval", "benchmarks"], recipe.eval.benchmarks),
+        (["eval", "medprompt", "benchmarks"], recipe.eval.medprompt.benchmarks or ()),
+        (["safety", "suites"], recipe.safety.suites),
+    ]
+    for loc, names in named:
+        for index, name in enumerate(names):
+            if name.startswith("file:"):
+                check([*loc, index], Path(name.removeprefix("file:")))
+    for loc, value in _paths(recipe.data.model_dump(exclude={"holdout"}), ["data"]):
+        check(loc, Path(value))
     launcher = recipe.launcher.accelerate_config
     if launcher is not None and not launcher.is_file():
         line = node_line(root, ["launcher", "accelerate_config"])
