@@ -449,7 +449,7 @@ def _check_files(recipe: RecipeConfig, path: Path, root: Any, run: Path) -> None
             where = ".".join(str(k) if isinstance(k, str) else f"[{k}]" for k in loc).replace(".[", "[")
             raise UserError(f"{path} line {node_line(root, loc)}: {where} {file} not found: fix the path")
 
-    named = [
+    named: list[tuple[list[int | str], tuple[str, ...]]] = [
         (["eval", "benchmarks"], recipe.eval.benchmarks),
         (["eval", "medprompt", "benchmarks"], recipe.eval.medprompt.benchmarks or ()),
         (["safety", "suites"], recipe.safety.suites),
@@ -458,8 +458,8 @@ def _check_files(recipe: RecipeConfig, path: Path, root: Any, run: Path) -> None
         for index, name in enumerate(names):
             if name.startswith("file:"):
                 check([*loc, index], Path(name.removeprefix("file:")))
-    for loc, value in _paths(recipe.data.model_dump(exclude={"holdout"}), ["data"]):
-        check(loc, Path(value))
+    for where, value in _paths(recipe.data.model_dump(exclude={"holdout"}), ["data"]):
+        check(where, Path(value))
     launcher = recipe.launcher.accelerate_config
     if launcher is not None and not launcher.is_file():
         line = node_line(root, ["launcher", "accelerate_config"])
