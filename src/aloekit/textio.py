@@ -66,12 +66,12 @@ def read_text(path: Path) -> str:
 
 
 def json_lines(text: str) -> list[str]:
-    """The lines of JSON-lines text: split at ``\\n`` only (a ``\\r`` left at the end is JSON whitespace).
+    """The lines of JSON-lines text: split at ``\\n`` only, a Windows ``\\r`` before it dropped.
 
     ``str.splitlines()`` also splits at U+2028, U+2029, U+0085, \\v, \\f and \\x1c-\\x1e, which JSON allows raw
     inside strings, so it would cut a valid line in two.
     """
-    return text.split("\n")
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def read_json_object(path: Path, fix: str) -> dict[str, Any]:
