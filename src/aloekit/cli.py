@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer import TyperException
 
 from aloekit.cli_data import data_app
 from aloekit.cli_medprompt import medprompt_app
@@ -22,6 +21,11 @@ from aloekit.cli_train import train_app
 from aloekit.errors import UserError
 from aloekit.models import DEFAULT_MODEL
 from aloekit.safety.styles import DEFAULT_STYLES
+
+try:  # typer >= 0.29 vendors click: its usage errors derive from TyperException, not click.ClickException
+    from typer import TyperException as UsageBase
+except ImportError:  # older typer raises click's own exceptions
+    from click import ClickException as UsageBase  # type: ignore[assignment]
 
 app = typer.Typer(
     name="aloe",
@@ -590,12 +594,10 @@ def _root(
     # declared here only so `aloe --help` lists it.
 
 
-def _usage_line(e: TyperException) -> str:
+def _usage_line(e: UsageBase) -> str:
     """One line for a command-line usage error: click's message plus where the help is."""
-    from typer._click.exceptions import UsageError as TyperUsageError
-
     message = " ".join(e.format_message().split()).rstrip(".")
-    ctx = getattr(e, "ctx", None) if isinstance(e, TyperUsageError) else None
+    ctx = getattr(e, "ctx", None)
     where = f"'{ctx.command_path} --help'" if ctx is not None else "'aloe --help'"
     return f"error: {message}; see {where}"
 
@@ -617,8 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     import traceback
 
     try:
-        # typer 0.29 vendors click: its exceptions are typer._click.exceptions.*, subclasses of TyperException,
-        # not click.ClickException, so they are caught here by typer's base class.
+        # typer 0.29 vendors click: its exceptions are typer._click.exceptions.*, which `except click.ClickException`
+        # misses; UsageBase is the base class of whichever the installed typer raises.
         returned = app(args=args, prog_name="aloe", standalone_mode=False)
     except UserError as e:
         if debug:
@@ -630,14 +632,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         return 130
-    except TyperException as e:
-        from typer._click.exceptions import NoArgsIsHelpError
-
-        if isinstance(e, NoArgsIsHelpError):  # `aloe` or `aloe data` alone: the help, exit 2 as click does
+    except UsageBase as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `aloe` or `aloe data` alone: the help, exit 2 as click does
             e.show()
         else:
             typer.echo(_usage_line(e), err=True)
-        return int(getattr(e, "exit_code", 2) or 2)
+        return 2  # click's code for usage errors; its other exceptions (a file it cannot open) are the user's too
     except OSError as e:
         if e.filename is None:
             return _unexpected(e, debug)
