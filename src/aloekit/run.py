@@ -38,6 +38,7 @@ from aloekit.errors import UserError
 from aloekit.models import atomic_write_text
 from aloekit.pipeline import Stage, StageContext, run_stages
 from aloekit.recipe import MODEL_STAGES, RecipeConfig, merge_config
+from aloekit.textio import TextFile, json_lines, read_text
 
 __all__ = ["STAGES", "build_stages", "dry_run", "run_recipe", "split_holdout"]
 
@@ -55,12 +56,13 @@ def _holdout_rows(path: Path, rename: dict[str, str]) -> Iterator[tuple[str, dic
     if not path.is_file():
         raise UserError(f"holdout file {path} not found: fix data.holdout's path")
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with TextFile(path) as f:
             for number, raw in enumerate(csv.DictReader(f), 2):
                 row = {"id": f"{path.stem}-{number}", **{rename.get(k, k): v for k, v in raw.items()}}
                 yield json.dumps(row, ensure_ascii=False), row
         return
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # json_lines, not str.splitlines(): a U+2028 inside a JSON string is not a line break.
+    for number, line in enumerate(json_lines(read_text(path)), 1):
         if not line.strip():
             continue
         try:
