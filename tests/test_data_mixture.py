@@ -392,9 +392,11 @@ def test_harmful_requests_become_refusals_in_their_attack_styles_and_survive_nea
     assert all(len(s) == 2 for s in by_request.values()) and len(by_request) == 30
     assert {s for v in by_request.values() for s in v} == {"plain", "role_play", "refusal_suppression"}
 
-    # Without templates, a request with no safe reply has nothing to teach: counted as unusable, not trained on.
-    stats = build(config(text), tmp_path / "o2", log=quiet)
-    assert stats["sources"]["h"]["unusable"] == 30
+    # Without templates, a request with no safe reply has nothing to teach: counted as unusable, not trained on;
+    # with no other source the build keeps nothing, which is an error that says why (issue 20).
+    with pytest.raises(UserError, match=r"no training rows: 30 rows dropped: 30 harmful request without a safe"):
+        build(config(text), tmp_path / "o2", log=quiet)
+    assert not (tmp_path / "o2").exists()
 
 
 def test_an_unknown_attack_style_in_the_mixture_names_the_known_ones() -> None:

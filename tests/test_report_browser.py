@@ -101,3 +101,21 @@ def test_a_screenshot_shows_the_rendered_report(tmp_path: Path, report: Path) ->
     if keep := os.environ.get("ALOE_SCREENSHOT_DIR"):
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / SCREENSHOT)
+
+
+def test_the_findings_box_is_the_top_of_the_page_in_the_browser(tmp_path: Path) -> None:
+    """Issue 17: the first thing a reader sees is what the run shows, warnings first (the demo's stuck answers)."""
+    from test_report_claims import crafted
+
+    page = write_report(crafted(improved=False), tmp_path / "demo")["html"]
+    dom = headless(tmp_path, "--dump-dom", page.as_uri()).stdout
+    sections = re.findall(r'<section id="([^"]+)"', dom)
+    assert sections[0] == "findings"
+    top = dom.split('<section id="findings">', 1)[1].split("</section>", 1)[0]
+    assert "Read these results with care" in top and "answers A to 100.0% of n=48 questions" in top
+    shot = tmp_path / "report-top.png"
+    headless(tmp_path, f"--screenshot={shot}", "--window-size=1280,1100", "--hide-scrollbars", page.as_uri())
+    assert shot.is_file() and shot.stat().st_size > 20_000
+    if keep := os.environ.get("ALOE_SCREENSHOT_DIR"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / "report-top.png")

@@ -27,6 +27,7 @@ from aloekit.safety import risk
 
 STAGES = ("base", "sft", "merged", "dpo_general", "dpo_safety")
 SECTION_IDS = [
+    "findings",
     "headline",
     "overview",
     "data",
@@ -43,6 +44,7 @@ SECTION_IDS = [
     "recipe",
 ]
 SECTION_TITLES = [
+    "What this run shows",
     "Headline numbers",
     "Run overview",
     "Data",

@@ -509,3 +509,57 @@ def test_a_full_queue_gets_429_with_retry_after_and_the_accepted_requests_comple
     for response in accepted:
         assert response.status_code == 200, response.text
         assert response.json()["choices"][0]["message"]["content"] == "ok"
+
+
+# --- work caps (issue 20) -----------------------------------------------------------------------------------------
+
+
+def test_a_request_over_the_work_cap_gets_400_naming_the_cap(client):
+    # 20 prompts x 20 samples x 32 tokens = 12,800 tokens: each factor allowed alone, the product is not.
+    body = {"model": SERVED, "prompt": [f"Question {i}?" for i in range(20)], "n": 20, "max_tokens": 32}
+
+    error = assert_error(client.post("/v1/completions", json=body), 400, param="max_tokens")
+
+    assert "12,800" in error["message"] and "8,192" in error["message"]
+
+
+def test_a_burst_from_one_key_over_its_limit_gets_429_while_another_key_is_served():
+    engine = HeldEngine()
+    app = create_app(
+        engine,
+        api_key=None,
+        limits=ServerLimits(max_per_key=2, max_concurrency=1, max_queue=16),
+        served_name="held",
+        batch_window_s=0,
+    )
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    alice, bob = {"Authorization": "Bearer alice"}, {"Authorization": "Bearer bob"}
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(base_url=url, timeout=TIMEOUT) as c,
+        ThreadPoolExecutor(max_workers=3) as pool,
+    ):
+        try:
+            first = pool.submit(c.post, "/v1/chat/completions", json=body, headers=alice)
+            assert engine.entered.wait(timeout=10), "the first request never reached the engine"
+            second = pool.submit(c.post, "/v1/chat/completions", json=body, headers=alice)
+            wait_until(lambda: app.state.batcher.waiting == 1)
+            refused = c.post("/v1/chat/completions", json=body, headers=alice, timeout=5)
+            error = assert_error(refused, 429, type="rate_limit_error")
+            assert error["code"] == "too_many_concurrent_requests" and "2 at most" in error["message"]
+            assert int(refused.headers["retry-after"]) >= 1
+            other = pool.submit(c.post, "/v1/chat/completions", json=body, headers=bob)
+            wait_until(lambda: app.state.batcher.waiting == 2)  # bob's request is queued, not refused
+            assert c.get("/health", timeout=5).status_code == 200
+        finally:
+            engine.release.set()
+        served = [f.result(timeout=TIMEOUT) for f in (first, second, other)]
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert slots_were_given_back(app)
+
+
+def slots_were_given_back(app: Any) -> bool:
+    """After the burst, a new request from the refused key is accepted again (its slots were given back)."""
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=TIMEOUT) as c:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        return c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer alice"}).status_code == 200

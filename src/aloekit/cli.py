@@ -22,6 +22,11 @@ from aloekit.errors import UserError
 from aloekit.models import DEFAULT_MODEL
 from aloekit.safety.styles import DEFAULT_STYLES
 
+try:  # typer >= 0.29 vendors click: its usage errors derive from TyperException, not click.ClickException
+    from typer import TyperException as UsageBase
+except ImportError:  # older typer raises click's own exceptions
+    from click import ClickException as UsageBase  # type: ignore[assignment]
+
 app = typer.Typer(
     name="aloe",
     help="aloekit: turn an open base LLM into an aligned, evaluated healthcare LLM (the Aloe recipe).",
@@ -161,32 +166,50 @@ def serve(
     model: ModelOpt = "smollm2-135m-instruct",
     backend: Backend = "hf",
     host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     api_key: Annotated[
         str | None, typer.Option(help="Require 'Authorization: Bearer KEY' (default: $ALOE_API_KEY if set).")
     ] = None,
-    max_request_bytes: Annotated[int, typer.Option(help="Largest request body accepted (413 above).")] = 1_000_000,
-    max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for (400 above).")] = 2048,
-    max_concurrency: Annotated[int, typer.Option(help="Requests processed at once; more wait in the queue.")] = 8,
-    max_queue: Annotated[int, typer.Option(help="Requests allowed to wait; more get 429.")] = 64,
+    max_request_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body accepted (413 above).")
+    ] = 1_000_000,
+    max_tokens_limit: Annotated[
+        int, typer.Option(min=1, help="Largest max_tokens a request may ask for (400 above).")
+    ] = 2048,
+    max_concurrency: Annotated[
+        int, typer.Option(min=1, help="Requests processed at once; more wait in the queue.")
+    ] = 8,
+    max_queue: Annotated[int, typer.Option(min=1, help="Requests allowed to wait; more get 429.")] = 64,
+    max_work: Annotated[
+        int, typer.Option(min=1, help="Most tokens one request may ask for: prompts x n x max_tokens (400 above).")
+    ] = 8192,
+    max_per_key: Annotated[
+        int, typer.Option(min=1, help="Requests one client (API key, else address) may have in flight (429 above).")
+    ] = 16,
     served_name: Annotated[str | None, typer.Option(help="Model name clients use (default: the reference).")] = None,
     seed: Annotated[int, typer.Option(help="Default sampling seed.")] = 0,
     allow_pickle: AllowPickle = False,
     trust_remote_code: TrustCode = False,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
-    from aloekit.engines import load_engine
-    from aloekit.serve import ServerLimits, run_server
+    from aloekit.engines import BACKENDS, load_engine
+    from aloekit.serve import ServerLimits, check_listen, run_server
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get("ALOE_API_KEY")):
-        typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can use the model", err=True)
-    engine = load_engine(backend, model, **_engine_options(backend, None, None, allow_pickle, trust_remote_code, seed))
+    # Everything checkable is checked before the model loads (minutes, and gigabytes, for a large one).
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     limits = ServerLimits(
         max_request_bytes=max_request_bytes,
         max_tokens=max_tokens_limit,
         max_concurrency=max_concurrency,
         max_queue=max_queue,
+        max_work=max_work,
+        max_per_key=max_per_key,
     )
+    check_listen(host, port)
+    if host not in ("127.0.0.1", "localhost", "::1") and not (api_key or os.environ.get("ALOE_API_KEY")):
+        typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can use the model", err=True)
+    engine = load_engine(backend, model, **_engine_options(backend, None, None, allow_pickle, trust_remote_code, seed))
     run_server(
         engine,
         host=host,
@@ -403,8 +426,10 @@ def safety(
         raise UserError(f"--limit must be >= 1, got {limit}")
     names = [s.strip() for s in suites.split(",") if s.strip()]
     chosen_styles = [s.strip() for s in styles.split(",") if s.strip()]
+    if not names:
+        raise UserError("--suites names no suite: give e.g. advbench,xstest or file:PATH")
     for name in names:
-        load_suite(name, data_dir)  # unknown suites and missing or bad files fail here, before a model loads
+        load_suite(name, data_dir)  # unknown suites and missing, bad or empty files fail here, before a model loads
     if judge != "offline" and not judge.startswith("llm:"):
         raise UserError(f"--judge {judge}: use offline or llm:REF (a model reference)")
     if bias and data_dir is None:
@@ -552,29 +577,89 @@ def demo(
     demo_module.main(model, max_tokens)
 
 
+DEBUG_HINT = "rerun with --debug for the traceback"
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", help="On an unexpected error, print the full traceback (also accepted after the command)."
+        ),
+    ] = False,
+) -> None:
+    """aloekit: turn an open base LLM into an aligned, evaluated healthcare LLM (the Aloe recipe)."""
+    # main() takes --debug out of the arguments before parsing (so it works in any position); the option is
+    # declared here only so `aloe --help` lists it.
+
+
+def _usage_line(e: UsageBase) -> str:
+    """One line for a command-line usage error: click's message plus where the help is."""
+    message = " ".join(e.format_message().split()).rstrip(".")
+    ctx = getattr(e, "ctx", None)
+    where = f"'{ctx.command_path} --help'" if ctx is not None else "'aloe --help'"
+    return f"error: {message}; see {where}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point and the CLI's one error path.
+
+    - usage errors (missing or unknown option, wrong type, unknown command) and :class:`UserError`: one
+      ``error: ...`` line on stderr, exit 2 (click's convention for usage errors);
+    - an unreadable or unwritable path (OSError naming a file): one line, exit 2;
+    - anything else is a bug or an input not checked yet: one line with a hint to rerun with ``--debug``, exit 1.
+    ``--debug`` (anywhere before ``--``, or ``ALOE_DEBUG=1``) prints the traceback as well.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:cut] or os.environ.get("ALOE_DEBUG", "") not in ("", "0")
+    args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
+
+    import traceback
+
     try:
-        app(args=argv, standalone_mode=False)
+        # typer 0.29 vendors click: its exceptions are typer._click.exceptions.*, which `except click.ClickException`
+        # misses; UsageBase is the base class of whichever the installed typer raises.
+        returned = app(args=args, prog_name="aloe", standalone_mode=False)
     except UserError as e:
+        if debug:
+            traceback.print_exc()
         typer.echo(f"error: {e.message}", err=True)
         return UserError.exit_code
     except typer.Exit as e:
         return int(e.exit_code or 0)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
+    except UsageBase as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `aloe` or `aloe data` alone: the help, exit 2 as click does
             e.show()
-            return 2
-        raise
-    return 0
+        else:
+            typer.echo(_usage_line(e), err=True)
+        return 2  # click's code for usage errors; its other exceptions (a file it cannot open) are the user's too
+    except OSError as e:
+        if e.filename is None:
+            return _unexpected(e, debug)
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"error: {e.filename}: {e.strerror or e}", err=True)
+        return 2
+    except Exception as e:
+        return _unexpected(e, debug)
+    # In non-standalone mode typer returns the code of a `typer.Exit` raised inside a command.
+    return returned if isinstance(returned, int) else 0
+
+
+def _unexpected(e: BaseException, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    detail = " ".join(str(e).split())[:300]
+    hint = "" if debug else f"; {DEBUG_HINT}"
+    typer.echo(f"error: unexpected {type(e).__name__}{': ' + detail if detail else ''}{hint}", err=True)
+    return 1
 
 
 if __name__ == "__main__":

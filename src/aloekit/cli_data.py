@@ -179,7 +179,8 @@ def cot(
     records = load_source(source, format=fmt, path=path, data_dir=data_dir, tally=tally, limit=limit)
     items = [r for r in records if isinstance(r, MCQItem)]
     if not items:
-        raise UserError(f"{source or path} holds no multiple-choice items: chain-of-thought needs MCQ items")
+        fix = "chain-of-thought needs MCQ items"
+        raise UserError(tally.why_empty(f"{source or path} holds no multiple-choice items", fix))
     if tally.total():
         _log(f"skipped {tally.total()} malformed rows: {json.dumps(tally.to_json())}")
     config = CoTConfig(max_tokens=max_tokens, retries=retries, seed=seed, chunk=chunk, blind=blind)

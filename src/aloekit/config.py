@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aloekit.errors import UserError
+from aloekit.textio import undecodable
 
 
 class _Config(BaseModel):
@@ -150,8 +151,10 @@ def read_config_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
         raise UserError(f"{what} not found: {path}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {what} {path}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise undecodable(path) from e
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from e
 
 
 def load_yaml(path: Path, cls: type[C], *, what: str) -> C:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aloekit.errors import UserError
+from aloekit.textio import read_json_object
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 CONVERSION_VERSION = 1
@@ -98,6 +99,7 @@ def resolve(
     if path.suffix == ".gguf":
         if not path.is_file():
             raise UserError(f"GGUF file not found: {path}; check the path (or use an alias such as {DEFAULT_MODEL})")
+        _check_gguf_magic(path)
         return ResolvedModel(text, _convert_gguf(path), "gguf")
     if path.is_dir():
         _check_folder(path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
@@ -164,6 +166,17 @@ def file_sha256(path: Path) -> str:
     return value
 
 
+def _check_gguf_magic(path: Path) -> None:
+    """Refuse a file that does not start with GGUF's magic bytes before hashing it, locking or loading torch."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise UserError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): re-download it, or pass the model's "
+            "folder instead"
+        )
+
+
 def gguf_cache_dir(path: Path) -> Path:
     return aloe_home() / "models" / f"gguf-{file_sha256(path)[:20]}-v{CONVERSION_VERSION}"
 
@@ -215,26 +228,58 @@ def _gguf_to_safetensors(path: Path, out: Path) -> None:
     )
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only read by setting)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode the user's umask gives a new file (0644 under the usual 022)."""
+    return 0o666 & ~umask()
+
+
 def make_readable(folder: Path) -> None:
-    """Let other users read a finished model folder (a shared cache, a merge output).
+    """Give a finished folder (a shared cache, a merge output, a dataset) the modes the user's umask gives new
+    folders and files: 0755 and 0644 under the usual 022, so other users of a shared folder can read it.
 
     ``mkdtemp`` creates the folder with mode 0700 and safetensors writes its files with mode 0600, so without
-    this only the user who converted could load the model.
+    this only the user who wrote it could read it.
     """
-    folder.chmod(0o755)
+    mask = umask()
+    folder.chmod(0o777 & ~mask)
     for item in folder.rglob("*"):
         if not item.is_symlink():
-            item.chmod(0o755 if item.is_dir() else 0o644)
+            item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
+    """An exclusive lock on ``path``, whose file is removed on release (success or failure), so no lock file is
+    left behind. A waiter that wakes holding a file its previous holder already removed retries on the current one
+    (otherwise two processes could each hold a lock on a different file of the same name)."""
+    while True:
+        handle = path.open("a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # before unlocking: a waiter then sees the file is gone and retries
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def replace_folder(tmp: Path, target: Path) -> None:
@@ -254,6 +299,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp's file is private (0600); a result file gets the user's umask
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -270,10 +316,7 @@ def _check_folder(path: Path, *, allow_pickle: bool, trust_remote_code: bool) ->
     config = path / "config.json"
     if not config.is_file():
         raise UserError(f"{path} has no config.json: it is not a transformers model folder")
-    try:
-        cfg = json.loads(config.read_text())
-    except ValueError as e:
-        raise UserError(f"{config} is not valid JSON ({e}): restore or regenerate the config") from e
+    cfg = read_json_object(config, "restore or regenerate the model's config")
     if cfg.get("auto_map") and not trust_remote_code:
         raise UserError(
             f"{path} needs custom model code (config.json has auto_map); review that code and pass "
@@ -372,18 +415,36 @@ _SAFETENSORS_BYTES = {
 
 def safetensors_header(path: Path) -> dict[str, dict[str, object]]:
     """The JSON header of a safetensors file (tensor names, dtypes, shapes) without reading the tensors."""
+    fix = "the file is truncated or not safetensors: download or export the model again"
+    on_disk = path.stat().st_size
     with path.open("rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
+        start = f.read(8)
+        if len(start) < 8:
+            raise UserError(f"{path}: {on_disk} bytes, too short for a safetensors header; {fix}")
+        (size,) = struct.unpack("<Q", start)
+        # Checked before reading: random bytes give a length of petabytes, and f.read(size) a MemoryError.
+        if size > on_disk - 8:
+            raise UserError(f"{path}: header length {size:,} bytes, but the file has {on_disk - 8:,} after it; {fix}")
+        raw = f.read(size)
+    try:
+        header = json.loads(raw)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise UserError(f"{path}: the safetensors header is not valid UTF-8 JSON; {fix}") from e
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: the safetensors header is not a JSON object; {fix}")
     header.pop("__metadata__", None)
+    for name, meta in header.items():
+        shape = meta.get("shape") if isinstance(meta, dict) else None
+        if not (isinstance(shape, list) and all(isinstance(d, int) for d in shape) and "dtype" in meta):
+            raise UserError(f"{path}: tensor {name!r} has no valid dtype and shape in the header; {fix}")
     return header
 
 
 def info(resolved: ResolvedModel) -> ModelInfo:
     """Describe a resolved model from its files alone: config, safetensors headers, tokenizer config."""
     folder = resolved.path
-    cfg = json.loads((folder / "config.json").read_text())
-    text_cfg = cfg.get("text_config") or {}
+    cfg = read_json_object(folder / "config.json", "restore or regenerate the model's config")
+    text_cfg = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
     params = 0
     dtypes: set[str] = set()
     shards = sorted(folder.glob("*.safetensors"))
@@ -395,7 +456,8 @@ def info(resolved: ResolvedModel) -> ModelInfo:
             params += n
             dtypes.add(str(meta["dtype"]))
     tok_cfg_path = folder / "tokenizer_config.json"
-    tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.is_file() else {}
+    tok_fix = "restore or regenerate the tokenizer's config"
+    tok_cfg = read_json_object(tok_cfg_path, tok_fix) if tok_cfg_path.is_file() else {}
     has_template = (folder / "chat_template.jinja").is_file() or bool(tok_cfg.get("chat_template"))
     return ModelInfo(
         reference=resolved.reference,

@@ -16,6 +16,7 @@ and, in the ``merge`` section only, ``{base}``, ``{instruct}`` and ``{sft}``: th
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +129,24 @@ class MedpromptSection(_Config):
     )
     ablation: bool = Field(False, description="Also run the ladder zero-shot -> ... -> ensemble on the same model.")
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else _known_benchmarks(value)
+
+
+def _known_benchmarks(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The names, each a registered benchmark, a group or file:PATH: checked here so that a typo fails when the
+    recipe is read (and in --dry-run), not when the eval stage starts after hours of training."""
+    # Deferred: the benchmark registry imports the data package, which is not needed to define the recipe.
+    from aloekit.evaluation.benchmarks import FILE_PREFIX, GROUPS, REGISTRY
+
+    for name in names:
+        if not name.startswith(FILE_PREFIX) and name not in REGISTRY and name not in GROUPS:
+            known = ", ".join([*REGISTRY, *GROUPS])
+            raise ValueError(f"unknown benchmark '{name}': choose from {known}, or file:PATH")
+    return names
+
 
 class GenerativeSection(_Config):
     """Generative scoring (``aloe eval --mode generate``): the model answers in its chat template, asked to reply
@@ -182,6 +201,11 @@ class EvalSection(_Config):
     def _split(cls, value: object) -> object:
         return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known_benchmarks(value)
+
 
 class SafetySection(_Config):
     models: tuple[ModelLabel, ...] = Field(
@@ -206,6 +230,26 @@ class SafetySection(_Config):
     bbq_limit: int | None = Field(100, ge=1, description="BBQ questions sampled per category.")
     truthfulness: bool = Field(False, description="Also TruthfulQA MC1/MC2.")
     truthfulqa_limit: int | None = Field(None, ge=1, description="TruthfulQA: only the first N questions.")
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from aloekit.evaluation.redteam import SUITES  # deferred, as in _known_benchmarks
+
+        for name in value:
+            if not name.startswith("file:") and name not in SUITES:
+                raise ValueError(f"unknown suite '{name}': choose from {', '.join(SUITES)}, or file:PATH")
+        return value
+
+    @field_validator("styles")
+    @classmethod
+    def _known_styles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from aloekit.safety.styles import STYLES
+
+        for name in value:
+            if name not in STYLES:
+                raise ValueError(f"unknown attack style '{name}': choose from {', '.join(STYLES)}")
+        return value
 
     @field_validator("judge")
     @classmethod
@@ -336,8 +380,21 @@ def load_recipe(path: Path, *, run: Path | None = None, data_dir: Path | None = 
         recipe = RecipeConfig.model_validate(filled)
     except ValidationError as e:
         raise UserError(validation_message(e, RecipeConfig, str(path), root)) from e
-    _check_files(recipe, path, root)
+    _check_files(recipe, path, root, folder)
     return _with_present(recipe), text, folder
+
+
+def _paths(value: Any, loc: list[int | str]) -> Iterator[tuple[list[int | str], str]]:
+    """(location, value) of every ``path`` key in a dumped config (data sources, preference pairs...)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "path" and isinstance(item, (str, Path)):
+                yield [*loc, key], str(item)
+            else:
+                yield from _paths(item, [*loc, key])
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _paths(item, [*loc, index])
 
 
 def _with_present(recipe: RecipeConfig) -> RecipeConfig:
@@ -382,8 +439,27 @@ def _with_present(recipe: RecipeConfig) -> RecipeConfig:
     )
 
 
-def _check_files(recipe: RecipeConfig, path: Path, root: Any) -> None:
-    """Files a recipe names that must exist before the run starts (and not an hour into it)."""
+def _check_files(recipe: RecipeConfig, path: Path, root: Any, run: Path) -> None:
+    """Files a recipe names that must exist before the run starts (and not an hour into it). Files inside the
+    run folder are made by the data stage ({holdout}/...), so only the others are checked."""
+    made_by_the_run = run.resolve()
+
+    def check(loc: list[int | str], file: Path) -> None:
+        if not file.expanduser().resolve().is_relative_to(made_by_the_run) and not file.expanduser().exists():
+            where = ".".join(str(k) if isinstance(k, str) else f"[{k}]" for k in loc).replace(".[", "[")
+            raise UserError(f"{path} line {node_line(root, loc)}: {where} {file} not found: fix the path")
+
+    named: list[tuple[list[int | str], tuple[str, ...]]] = [
+        (["eval", "benchmarks"], recipe.eval.benchmarks),
+        (["eval", "medprompt", "benchmarks"], recipe.eval.medprompt.benchmarks or ()),
+        (["safety", "suites"], recipe.safety.suites),
+    ]
+    for loc, names in named:
+        for index, name in enumerate(names):
+            if name.startswith("file:"):
+                check([*loc, index], Path(name.removeprefix("file:")))
+    for where, value in _paths(recipe.data.model_dump(exclude={"holdout"}), ["data"]):
+        check(where, Path(value))
     launcher = recipe.launcher.accelerate_config
     if launcher is not None and not launcher.is_file():
         line = node_line(root, ["launcher", "accelerate_config"])

@@ -38,6 +38,7 @@ from aloekit.errors import UserError
 from aloekit.models import atomic_write_text
 from aloekit.pipeline import Stage, StageContext, run_stages
 from aloekit.recipe import MODEL_STAGES, RecipeConfig, merge_config
+from aloekit.textio import TextFile, json_lines, read_text
 
 __all__ = ["STAGES", "build_stages", "dry_run", "run_recipe", "split_holdout"]
 
@@ -55,12 +56,13 @@ def _holdout_rows(path: Path, rename: dict[str, str]) -> Iterator[tuple[str, dic
     if not path.is_file():
         raise UserError(f"holdout file {path} not found: fix data.holdout's path")
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with TextFile(path) as f:
             for number, raw in enumerate(csv.DictReader(f), 2):
                 row = {"id": f"{path.stem}-{number}", **{rename.get(k, k): v for k, v in raw.items()}}
                 yield json.dumps(row, ensure_ascii=False), row
         return
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # json_lines, not str.splitlines(): a U+2028 inside a JSON string is not a line break.
+    for number, line in enumerate(json_lines(read_text(path)), 1):
         if not line.strip():
             continue
         try:
@@ -634,6 +636,8 @@ def summary(recipe: RecipeConfig, text: str, recipe_path: Path, manifests: dict[
         risk = Path(safety[after]).with_name("risk.md")
         if risk.is_file():
             result["risk_markdown"] = risk.read_text(encoding="utf-8")
+        result["safety_changes"] = _safety_changes({label: Path(safety[label]).parent for label in labels}, recipe.seed)
+        result["impersonation"] = _impersonation({label: Path(safety[label]).parent for label in labels})
     result["comparisons"] = _comparisons(evals, recipe.seed)
     result["answer_distributions"] = _answer_distributions(evals)
     result["weight_change"] = _weight_changes(recipe, paths, loglik)
@@ -677,6 +681,54 @@ def _comparisons(evals: dict[str, Any], seed: int) -> dict[str, list[dict[str, A
             entries.append(entry)
         if entries:
             out[formulation] = entries
+    return out
+
+
+def _safety_samples(folder: Path) -> list[dict[str, Any]] | None:
+    """A safety evaluation's per-prompt verdicts (samples.jsonl), or None when missing or malformed."""
+    path = folder / "samples.jsonl"
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _safety_changes(folders: dict[str, Path], seed: int) -> list[dict[str, Any]]:
+    """Each red-teamed model against the one before it, then the last against the first (as :func:`_comparisons`),
+    on the prompts both were judged on (:func:`compare_verdicts`), or ``"error"``."""
+    from itertools import pairwise
+
+    from aloekit.evaluation.safety_compare import compare_verdicts
+
+    labels = list(folders)
+    pairs = [(a, b, "step") for a, b in pairwise(labels)]
+    if len(labels) > 2:
+        pairs.append((labels[0], labels[-1], "overall"))
+    out = []
+    for before, after, kind in pairs:
+        entry: dict[str, Any] = {"before": before, "after": after, "kind": kind}
+        old, new = _safety_samples(folders[before]), _safety_samples(folders[after])
+        if old is None or new is None:
+            entry["error"] = f"no readable samples.jsonl in {folders[before]} or {folders[after]}"
+        else:
+            try:
+                entry |= compare_verdicts(old, new, seed=seed)
+            except (KeyError, TypeError, ValueError) as e:
+                entry["error"] = f"malformed safety samples: {type(e).__name__}: {e}"
+        out.append(entry)
+    return out
+
+
+def _impersonation(folders: dict[str, Path]) -> dict[str, Any]:
+    """Per red-teamed model: the share of its replies claiming a clinical identity (the risk assessment's direct
+    evidence of impersonation), so the report can assess risks from the summary alone."""
+    from aloekit.evaluation.safety_compare import impersonation
+
+    out = {}
+    for label, folder in folders.items():
+        samples = _safety_samples(folder)
+        if samples:
+            out[label] = impersonation(samples)
     return out
 
 
@@ -869,13 +921,23 @@ def dry_run(recipe: RecipeConfig, folder: Path) -> list[dict[str, Any]]:
             row["launch"] = _accelerate_summary(recipe) + f" -m aloekit.cli train {name} {folder / name / name}.yaml"
         else:
             row["launch"] = "in this process"
+        processes = recipe.launcher.num_processes or 1
         if name == "sft":
+            per_step = sft.per_device_batch_size * sft.gradient_accumulation * processes
+            # Packed rows are known only after tokenizing: the count of conversations would overstate epochs.
+            built = None if sft.packing else _rows(data / "sft" / "train.jsonl")
+            length = training_length(sft.epochs, sft.max_steps, per_step, built)
             row["does"] = (
-                f"{'LoRA' if sft.lora else 'full'} fine-tuning, {sft.epochs} epochs, lr {sft.learning_rate}, "
+                f"{'LoRA' if sft.lora else 'full'} fine-tuning, {length}, lr {sft.learning_rate}, "
                 f"max_length {sft.max_length}, packing {sft.packing}"
             )
         else:
-            row["does"] = ", ".join(f"{s.name}: beta {s.beta}, lr {s.learning_rate}" for s in dpo.stages)
+            per_step = dpo.per_device_batch_size * dpo.gradient_accumulation * processes
+            row["does"] = ", ".join(
+                f"{s.name}: beta {s.beta}, lr {s.learning_rate}, "
+                + training_length(s.epochs, s.max_steps, per_step, _rows(data / f"prefs_{s.name}" / "train.jsonl"))
+                for s in dpo.stages
+            )
         rows.append(row)
     spec = merge_config(recipe.merge, base=recipe.models.base, instruct=recipe.instruct, sft=sft.out.as_posix())
     merge = MergeConfig.model_validate(spec)
@@ -898,6 +960,25 @@ def dry_run(recipe: RecipeConfig, folder: Path) -> list[dict[str, Any]]:
     )
     rows.append({"stage": "report", "does": f"{folder / 'report' / 'report.html'} and the model card"})
     return rows
+
+
+def _rows(path: Path) -> int | None:
+    """Rows of a built JSONL file, or None before the data stage has built it."""
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def training_length(epochs: float, max_steps: int | None, per_step: int, rows: int | None) -> str:
+    """How long a training stage runs, as the trainer will: ``max_steps`` overrides ``epochs``, so with it set the
+    epochs covered are steps x rows per step / rows (``0.67 epochs``), never the ignored setting (``1.0``)."""
+    if max_steps is None:
+        return f"{epochs:g} epochs"
+    steps = f"{max_steps} steps of {per_step} rows"
+    if rows:
+        return f"{steps} = {max_steps * per_step / rows:.2f} epochs of {rows} rows"
+    return f"{steps} (the epochs setting is ignored; epochs covered: known once the data is built and packed)"
 
 
 def _pref_parts(config: Any) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import socket
@@ -67,9 +68,16 @@ class ServerLimits:
     """Most requests handed to the engine in one batch."""
     max_queue: int = 64
     """Most requests waiting for the engine; more get 429."""
+    max_work: int = 8192
+    """Most tokens one request may ask the engine to generate: prompts x n x max_tokens (400 above). Without it
+    one request (128 prompts x 128 samples x 2,048 tokens) could hold the engine for hours; 8,192 tokens is about
+    a minute for the embedded 135M model batched on a CPU."""
+    max_per_key: int = 16
+    """Most requests one client (its bearer token, else its address) may have waiting or running; more get 429.
+    Above our openai backend's 8 concurrent requests, well below max_queue, so one client cannot fill the queue."""
 
     def __post_init__(self) -> None:
-        for name in ("max_request_bytes", "max_tokens", "max_concurrency", "max_queue"):
+        for name in ("max_request_bytes", "max_tokens", "max_concurrency", "max_queue", "max_work", "max_per_key"):
             if getattr(self, name) < 1:
                 raise UserError(f"server limit {name} must be >= 1, got {getattr(self, name)}")
 
@@ -488,7 +496,7 @@ def create_app(
         code = "not_found" if exc.status_code == 404 else None
         return error_response(exc.status_code, str(exc.detail), code=code)
 
-    def check_common(body: _Sampling, max_tokens: int) -> None:
+    def check_common(body: _Sampling, max_tokens: int, prompts: int = 1) -> None:
         if body.stream:
             raise APIError(400, "streaming is not supported by aloe serve; send stream=false", param="stream")
         if body.model is not None and body.model != served_name:
@@ -504,6 +512,44 @@ def create_app(
                 f"max_tokens {max_tokens} is above this server's limit of {limits.max_tokens}",
                 param="max_tokens",
             )
+        work = prompts * body.n * max(max_tokens, 1)  # scoring (max_tokens 0) still costs a pass per prompt
+        if work > limits.max_work:
+            raise APIError(
+                400,
+                f"request asks for up to {work:,} tokens (prompts {prompts} x n {body.n} x max_tokens "
+                f"{max(max_tokens, 1)}), above this server's per-request cap of {limits.max_work:,}: send fewer "
+                "prompts or samples, or a smaller max_tokens",
+                param="max_tokens",
+                code="request_too_large",
+            )
+
+    in_flight: dict[str, int] = defaultdict(int)
+
+    @contextlib.asynccontextmanager
+    async def client_slot(request: Request) -> AsyncIterator[None]:
+        """Count the client's requests in flight; one over ``max_per_key`` gets 429, so one client (one key) cannot
+        take the whole queue from the others."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        who = (
+            "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+            if scheme.lower() == "bearer" and token.strip()
+            else f"addr:{request.client.host if request.client else '?'}"
+        )
+        if in_flight[who] >= limits.max_per_key:
+            raise APIError(
+                429,
+                f"too many requests in flight for this client ({limits.max_per_key} at most); retry later",
+                type="rate_limit_error",
+                code="too_many_concurrent_requests",
+                headers={"Retry-After": "1"},
+            )
+        in_flight[who] += 1
+        try:
+            yield
+        finally:
+            in_flight[who] -= 1
+            if not in_flight[who]:
+                del in_flight[who]
 
     async def run_engine(kind: Literal["generate", "prompt_logprobs"], items: Sequence[Any], top: int = 1) -> list[Any]:
         try:
@@ -533,7 +579,7 @@ def create_app(
         }
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any]:
+    async def chat_completions(body: ChatCompletionRequest, http: Request) -> dict[str, Any]:
         max_tokens = next(
             (v for v in (body.max_completion_tokens, body.max_tokens) if v is not None), DEFAULT_MAX_TOKENS
         )
@@ -551,7 +597,8 @@ def create_app(
             stop=body.stops(),
             seed=body.seed,
         )
-        [gen] = await run_engine("generate", [request])
+        async with client_slot(http):
+            [gen] = await run_engine("generate", [request])
         choices = [
             {
                 "index": i,
@@ -571,10 +618,10 @@ def create_app(
         }
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest) -> dict[str, Any]:
+    async def completions(body: CompletionRequest, http: Request) -> dict[str, Any]:
         max_tokens = DEFAULT_MAX_TOKENS if body.max_tokens is None else body.max_tokens
-        check_common(body, max_tokens)
         prompts = body.prompts()
+        check_common(body, max_tokens, len(prompts))
         if body.logprobs is not None and not (body.echo and max_tokens <= 1):
             # Generated tokens' log-probabilities are not part of the Engine protocol; scoring a prompt is.
             raise APIError(
@@ -596,17 +643,18 @@ def create_app(
         ]
         gens: list[Generation]
         scored: list[PromptLogprobs] = []
-        if body.logprobs is not None and max_tokens == 0:
-            # Pure scoring: no generation at all.
-            scored = await run_engine("prompt_logprobs", prompts, max(body.logprobs, 1))
-            gens = [Generation([""] * body.n, ["length"] * body.n, len(s.tokens), [0] * body.n) for s in scored]
-        else:
-            gens = await run_engine("generate", requests)
-            if body.logprobs is not None:
-                # max_tokens == 1: the prompt's logprobs, then one entry per sample for the generated token,
-                # scored as the tail of prompt + token (lm-eval reads [ctxlen:-1] and drops that last entry).
-                extended = [p + t for p, g in zip(prompts, gens, strict=True) for t in g.texts]
-                scored = await run_engine("prompt_logprobs", prompts + extended, max(body.logprobs, 1))
+        async with client_slot(http):
+            if body.logprobs is not None and max_tokens == 0:
+                # Pure scoring: no generation at all.
+                scored = await run_engine("prompt_logprobs", prompts, max(body.logprobs, 1))
+                gens = [Generation([""] * body.n, ["length"] * body.n, len(s.tokens), [0] * body.n) for s in scored]
+            else:
+                gens = await run_engine("generate", requests)
+                if body.logprobs is not None:
+                    # max_tokens == 1: the prompt's logprobs, then one entry per sample for the generated token,
+                    # scored as the tail of prompt + token (lm-eval reads [ctxlen:-1] and drops that last entry).
+                    extended = [p + t for p, g in zip(prompts, gens, strict=True) for t in g.texts]
+                    scored = await run_engine("prompt_logprobs", prompts + extended, max(body.logprobs, 1))
         choices: list[dict[str, Any]] = []
         tail_index = len(prompts)
         for p_idx, (prompt, gen) in enumerate(zip(prompts, gens, strict=True)):
@@ -670,6 +718,19 @@ def _append_generated(logprobs: dict[str, list[Any]], prompt: str, text: str, fu
 
 
 # --- running ----------------------------------------------------------------------------------------------------
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail now, with one line, if the server could not listen on ``host:port`` (a name that does not resolve, an
+    address not on this machine, a port in use): ``aloe serve`` calls it before loading the model."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise UserError(f"cannot listen on {host}:{port} ({reason}): choose another --port or --host") from e
 
 
 def run_server(

@@ -216,7 +216,7 @@ def _read_records(out: Path, *, repair: bool) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
             raise UserError(
                 f"{out}: line {number} is not valid JSON and is not a torn last line; repair the file or delete "
                 "it to start over"
@@ -368,6 +368,11 @@ def load_verified(out: Path) -> list[MCQItem]:
     for number, record in enumerate(_read_records(out, repair=False), start=1):
         if record["status"] != "accepted":
             continue
+        if not isinstance(record.get("item"), dict) or not isinstance(record.get("reasoning"), str):
+            raise UserError(
+                f"{out}:{number}: an accepted record needs an 'item' object and a 'reasoning' text; "
+                "regenerate the file with aloe data cot"
+            )
         item = MCQItem.from_json(record["item"], f"{out}:{number}")
         items.append(replace(item, explanation=record["reasoning"]))
     return items

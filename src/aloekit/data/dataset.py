@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from aloekit.errors import UserError
-from aloekit.models import replace_folder
+from aloekit.models import make_readable, replace_folder
 
 SPLITS = ("train", "validation")
 
@@ -55,7 +55,7 @@ def publish(out: Path, files: Mapping[str, str | Iterable[Mapping[str, Any]]], *
                         f.write(json.dumps(record, ensure_ascii=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)
+        make_readable(tmp)  # mkdtemp's folder is private (0700): the user's umask instead
         replace_folder(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -46,6 +46,7 @@ from aloekit.data.sources import mcqa
 from aloekit.data.tally import Tally
 from aloekit.errors import UserError
 from aloekit.evaluation import benchmarks
+from aloekit.textio import TextFile, read_text
 
 T = TypeVar("T")
 
@@ -296,7 +297,7 @@ def _read_set(spec: EvalSet, path: Path) -> Iterator[tuple[str, list[str]]]:
 
 def _read_csv(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     # utf-8-sig: TruthfulQA.csv starts with a byte-order mark that would otherwise rename its first column.
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    with TextFile(path) as f:
         for number, row in enumerate(csv.DictReader(f), start=2):
             yield f"{path}:{number}", row
 
@@ -306,7 +307,7 @@ def _read_extra(extra: ExtraEvalFile) -> list[tuple[str, list[str]]]:
     if fmt == "mmlu_csv":
         return [(item.id, mcq_texts(item)) for item in mcqa.load_mmlu_csv(path, "")]
     if fmt == "text":
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text(path).splitlines()
         return [(f"{path}:{i}", [line]) for i, line in enumerate(lines, start=1) if line.strip()]
     if fmt == "pubmedqa":
         docs = mcqa.read_json(path)

@@ -329,7 +329,8 @@ def build(
 
     def timed(stage: str, t0: float) -> None:
         timings[stage] = round(time.perf_counter() - t0, 2)
-        log(f"{stage}: {timings[stage]:.1f} s")
+        if timings[stage] >= 1.0:  # only steps that took a noticeable time (all are in stats.json's timings)
+            log(f"{stage}: {timings[stage]:.1f} s")
 
     for entry in config.sources:  # names first: a typo must not wait for the evaluation index
         if entry.source is not None and entry.source not in SOURCES:
@@ -422,6 +423,9 @@ def build(
     t0 = time.perf_counter()
     splits, share = mix_and_split(unique, config, general_labels, funnel)
     timed("mix and split", t0)
+    if not splits["train"]:  # an empty dataset would only fail later, in training, far from the cause
+        fix = "fix the sources (--strict stops at the first malformed row)"
+        raise UserError(tally.why_empty("the mixture has no training rows", fix))
 
     # Verification, not trust: re-scan what is about to be written for any overlap left.
     t0 = time.perf_counter()

@@ -225,6 +225,9 @@ def build_prefs(
     deduped = exact_dedup(cleaned, _pair_key, tally, _where)
     kept, removed = dc.decontaminate(deduped, _pair_text, index, tally, _where)
     splits = _split(kept, config)
+    if not splits["train"]:  # DPO on zero pairs would fail later, far from the cause
+        fix = "fix the sources (--strict stops at the first malformed row)"
+        raise UserError(tally.why_empty("the preference build has no training pairs", fix))
     remaining = sum(dc.check_clean(splits[s], _pair_text, index) for s in dataset.SPLITS)
     report = dc.report(coverage, removed, config.decontamination, remaining)
     for name, rows in splits.items():

@@ -54,3 +54,14 @@ class Tally:
         for (stage, reason), n in sorted(self.counts.items()):
             out[stage][reason] = {"count": n, "examples": self.examples[(stage, reason)]}
         return dict(out)
+
+    def why_empty(self, what: str, fix: str) -> str:
+        """The one-line reason a stage kept nothing: how many rows it dropped, for the commonest reasons."""
+        if not self.counts:
+            return f"{what}: the inputs hold no rows; {fix}"
+        top = self.counts.most_common(4)
+        reasons = ", ".join(f"{n} {reason} ({stage})" for (stage, reason), n in top)
+        more = f", {len(self.counts) - len(top)} more reasons" if len(self.counts) > len(top) else ""
+        first = self.examples[top[0][0]][:1]
+        example = f"; first: {first[0][:160]}" if first else ""
+        return f"{what}: {self.total()} rows dropped: {reasons}{more}{example}; {fix}"

@@ -34,6 +34,7 @@ from aloekit.evaluation.stats import (
     paired_bootstrap_diff,
     stratified_paired_bootstrap_diff,
 )
+from aloekit.textio import TextFile
 
 __all__ = [
     "DOMINANT_MIN_OPTIONS",
@@ -72,7 +73,7 @@ def read_samples(folder: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"no samples.jsonl in {folder}: rerun the evaluation into that folder")
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with TextFile(path) as f:
         for number, line in enumerate(f, 1):
             if line.strip():
                 try:

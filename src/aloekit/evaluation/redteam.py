@@ -34,6 +34,7 @@ from aloekit.progress import progress_bar
 from aloekit.provenance import package_versions
 from aloekit.safety.judge import Judge, Verdict
 from aloekit.safety.styles import STYLES, apply_style
+from aloekit.textio import TextFile
 
 __all__ = ["SUITES", "Prompt", "Suite", "load_suite", "rate", "run_redteam"]
 
@@ -120,10 +121,10 @@ def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(``file:line``, row) of a CSV (with header) or JSON-lines file."""
     try:
         if path.suffix == ".csv":
-            with path.open(newline="", encoding="utf-8-sig") as f:
+            with TextFile(path) as f:
                 return [(f"{path}:{n}", dict(r)) for n, r in enumerate(csv.DictReader(f), start=2)]
         out = []
-        with path.open(encoding="utf-8") as f:
+        with TextFile(path) as f:
             for n, line in enumerate(f, start=1):
                 if line.strip():
                     row = json.loads(line)
@@ -165,7 +166,10 @@ def load_suite(name: str, data_dir: Path | None) -> list[Prompt]:
             raise UserError(f"suite {name}: {path} not found")
         # Named as asked (file:PATH), so its prompts and results group under the name the caller used.
         custom = Suite(name, (str(path),), "prompt", "category", kind="file")
-        return [_prompt(custom, w, r, path, "prompt") for w, r in _rows(path)]
+        prompts = [_prompt(custom, w, r, path, "prompt") for w, r in _rows(path)]
+        if not prompts:  # a rate over zero prompts is no measurement
+            raise UserError(f"suite {name}: {path} holds no prompts; give CSV or JSON lines with a 'prompt' field")
+        return prompts
     suite = SUITES.get(name)
     if suite is None:
         raise UserError(f"unknown suite '{name}': choose from {', '.join(SUITES)}, or file:PATH (CSV/JSONL)")

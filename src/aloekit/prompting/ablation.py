@@ -136,22 +136,36 @@ def plot(result: dict[str, Any], path: Path) -> None:
         raise UserError("the ablation plot needs matplotlib: pip install matplotlib") from e
     steps = result["steps"]
     series = [("all", [(s["acc"], s["acc_ci95"]) for s in steps])]
-    for bench in result["benchmarks"]:
-        series.append((bench, [(s["benchmarks"][bench]["acc"], s["benchmarks"][bench]["acc_ci95"]) for s in steps]))
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.9 * len(steps)))
+    if len(result["benchmarks"]) > 1:  # one benchmark is "all" again: one series once
+        for bench in result["benchmarks"]:
+            rows = [(s["benchmarks"][bench]["acc"], s["benchmarks"][bench]["acc_ci95"]) for s in steps]
+            series.append((bench, rows))
+    else:
+        series = [(str(b), series[0][1]) for b in result["benchmarks"]] or series
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.9 * len(steps)))
     height = 0.8 / len(series)
     for j, (label, values) in enumerate(series):
         ys = np.arange(len(steps)) + j * height
         accs = np.array([v[0] for v in values])
         lows = accs - np.array([v[1][0] for v in values])
         highs = np.array([v[1][1] for v in values]) - accs
-        ax.barh(ys, accs, height=height, xerr=[lows, highs], capsize=2, label=label)
+        bars = ax.barh(ys, accs, height=height, xerr=[lows, highs], capsize=2, label=label)
+        colour = bars.patches[0].get_facecolor() if bars.patches else None
+        for y, acc, high in zip(ys, accs, highs, strict=True):
+            if acc < 0.005:  # a zero-width bar: a marker shows it was measured
+                ax.plot([0], [y], marker="D", markersize=4, color=colour, clip_on=False)
+            ax.text(min(acc + high, 1.0) + 0.01, y, f"{100 * acc:.0f}%", va="center", fontsize="x-small")
     ax.set_yticks(np.arange(len(steps)) + 0.4 - height / 2, [s["step"] for s in steps])
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.08)
     ax.set_xlabel("accuracy (95% bootstrap CI)")
-    ax.set_title(f"Medprompt ablation: {result['model'].get('reference', '')}, n={steps[0]['n']}")
-    ax.legend(loc="lower right", fontsize="small")
+    # The model's name, not its folder: a full path makes the title unreadable.
+    reference = Path(str(result["model"].get("reference", "")))
+    model = f"{reference.parent.name}/{reference.name}" if reference.name == "model" else reference.name
+    ax.set_title(
+        f"Medprompt ablation: {model}, n={steps[0]['n']}" if model else f"Medprompt ablation, n={steps[0]['n']}"
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")

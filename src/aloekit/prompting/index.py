@@ -40,7 +40,7 @@ from aloekit.data.decontaminate import (
 from aloekit.data.schema import MCQItem
 from aloekit.data.tally import Tally
 from aloekit.errors import MalformedRow, UserError
-from aloekit.models import replace_folder
+from aloekit.models import make_readable, replace_folder
 from aloekit.prompting.ensemble import question_rng
 from aloekit.provenance import package_versions
 
@@ -127,6 +127,7 @@ def build_database(
     (tmp / "items.jsonl").write_text("".join(json.dumps(i.to_json(), ensure_ascii=False) + "\n" for i in kept))
     faiss.write_index(flat, str(tmp / "index.faiss"))
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    make_readable(tmp)  # mkdtemp's folder is private (0700): the user's umask instead
     replace_folder(tmp, out)
     return manifest
 

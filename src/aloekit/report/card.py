@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from aloekit.report import claims
 from aloekit.report import html as report
+from aloekit.report.risks import risk_markdown
 from aloekit.train.export import _cell, _flatten, base_model_id
 
 __all__ = ["card_metadata", "render_model_card"]
@@ -27,20 +29,28 @@ LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0"}
 NOT_FOR_CLINICAL_USE = (
     "> **Not for clinical use.** This is a research model. It is not a medical device, it has not been validated "
     "for any clinical purpose, and it must not be used to diagnose, treat, triage or advise patients, or to make "
-    "any health decision without a qualified professional who checks every answer. Its measured error rates, attack "
-    "success rates and biases are below; they are estimates on small samples and do not cover every situation."
+    "any health decision without a qualified professional who checks every answer."
 )
 
-RECIPE = (
-    "1. **Data**: a decontaminated supervised mixture of medical and general instructions, and two sets of "
-    "preference pairs (general, and red-teaming safety pairs).",
-    "2. **SFT**: supervised fine-tuning of the base model on the mixture (loss on the assistant's tokens only).",
-    "3. **Merge**: the SFT model merged with the vendor's instruct model (mergekit-compatible methods).",
-    "4. **DPO stage 1**: direct preference optimisation on the general pairs.",
-    "5. **DPO stage 2**: direct preference optimisation on the safety pairs (refusals with safe alternatives).",
-    "6. **Evaluation**: medical multiple-choice benchmarks at every stage, Medprompt, red-teaming, over-refusal, "
-    "bias and truthfulness before and after alignment.",
+# What each stage does, in the recipe's words: procedure, not results (results are the numbers further down).
+STAGE_TEXTS = {
+    "data": "**Data**: a decontaminated supervised mixture of medical and general instructions, and preference pairs.",
+    "sft": "**SFT**: supervised fine-tuning of the base model on the mixture (loss on the assistant's tokens only).",
+    "merge": "**Merge**: the SFT model merged with the vendor's instruct model (mergekit-compatible methods).",
+    "dpo": "**DPO**: direct preference optimisation on general pairs, then on safety pairs.",
+    "eval": "**Evaluation**: the evaluations listed under Evaluation and Safety below.",
+    "safety": "**Safety**: red-teaming and over-refusal of the models named in the safety tables.",
+}
+WHAT = (
+    "A language model made with aloekit's implementation of the Aloe recipe from the models in the table below. "
+    "Only what the tables and the sentences with numbers below say was measured; anything else is not measured."
 )
+ACCURACY_METHOD = (
+    "Accuracy with its 95% confidence interval (bootstrap; Wilson when every answer is right or every one"
+    " wrong), at every stage of the recipe:"
+)
+STATIC = (NOT_FOR_CLINICAL_USE, WHAT, ACCURACY_METHOD, *STAGE_TEXTS.values())
+"""Every fixed sentence of the card: procedure and disclaimers, never a result (a test holds the card to it)."""
 
 
 def _base_models(models: Mapping[str, Any]) -> list[str]:
@@ -67,6 +77,10 @@ def _model_index(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]] 
         if hub:
             dataset["split"] = hub.split
         lo, hi = (r.get("acc_ci95") or [None, None])[:2]
+        answers = (((summary.get("answer_distributions") or {}).get("loglik") or {}).get(stages[-1][0]) or {}).get(
+            bench
+        )
+        predicted = f"; predicted {report.shares(answers.get('predicted'))}" if isinstance(answers, Mapping) else ""
         results.append(
             {
                 "task": {"type": "multiple-choice", "name": "Multiple choice"},
@@ -76,7 +90,7 @@ def _model_index(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]] 
                         "type": "accuracy",
                         "value": round(value, 4),
                         "name": f"accuracy ({stages[-1][0]}; 95% CI {report.estimate(lo)}-{report.estimate(hi)}, "
-                        f"n={r.get('n')})",
+                        f"n={r.get('n')}{predicted})",
                     }
                 ],
             }
@@ -137,6 +151,10 @@ def _section(title: str, *parts: str) -> str:
     return f"## {title}\n\n" + "\n\n".join(p for p in parts if p)
 
 
+def _bullets(sentences: list[str]) -> str:
+    return "\n".join(f"- {report.md_text(s)}" for s in sentences)
+
+
 def _blocks(*blocks: report.Block | None) -> str:
     return report.markdown_blocks([b for b in blocks if b is not None])
 
@@ -144,14 +162,12 @@ def _blocks(*blocks: report.Block | None) -> str:
 def _what(summary: Mapping[str, Any]) -> str:
     models = summary.get("models") or {}
     bases = _base_models(models)
-    start = f"`{bases[0]}`" if bases else "an open base model"
-    instruct = f" and merged with `{bases[1]}`" if len(bases) > 1 else ""
-    return (
-        f"A healthcare-adapted language model made from {start}{instruct} with "
-        "aloekit's implementation of the Aloe recipe (supervised fine-tuning, model "
-        "merging and two stages of preference alignment), evaluated on medical benchmarks and for safety. "
-        f"Recipe: {report.md_text((summary.get('recipe') or {}).get('name', 'n/a'))}."
-    )
+    rows = [("base model", f"`{bases[0]}`" if bases else "not recorded")]
+    if len(bases) > 1:
+        rows.append(("merged with", f"`{bases[1]}`"))
+    rows.append(("recipe", str((summary.get("recipe") or {}).get("name") or "not recorded")))
+    table = report.Table(("", "model"), tuple(rows), text_columns=2)
+    return _section("What it is", WHAT, _blocks(table), _bullets(claims.overview(summary)))
 
 
 def _how(summary: Mapping[str, Any]) -> str:
@@ -163,29 +179,28 @@ def _how(summary: Mapping[str, Any]) -> str:
     training = summary.get("training") or {}
     losses = None
     if training:
-        losses = report.Table(
-            report.TRAINING_HEADER,
-            tuple(report.training_row(n, t) for n, t in training.items() if isinstance(t, Mapping)),
-            "Training",
-        )
-    return _section("How it was made", "\n".join(RECIPE), _blocks(table, losses, _settings(summary)))
+        losses = report.Table(report.TRAINING_HEADER, report.training_rows(summary), "Training")
+    ran = [str(s.get("name")) for s in stages if s.get("status") == "finished"]
+    steps = "\n".join(f"{i}. {STAGE_TEXTS[name]}" for i, name in enumerate((n for n in ran if n in STAGE_TEXTS), 1))
+    return _section("How it was made", steps, _blocks(table, losses, _settings(summary)))
 
 
 def _evaluation(summary: Mapping[str, Any]) -> str:
     results = {k: v for k, v in (summary.get("benchmarks") or {}).items() if isinstance(v, Mapping)}
     parts = []
     if results:
-        parts.append(
-            "Accuracy with its 95% confidence interval (bootstrap; Wilson when every answer is right or every one"
-            " wrong), at every stage of the recipe:"
-        )
+        parts.append(ACCURACY_METHOD)
         parts.append(_blocks(report.mcqa_table(results, caption="Medical benchmarks")))
+        answers = claims.final_answers(summary)
+        if answers is not None:
+            parts.append(_blocks(answers))
     else:
         parts.append(f"> Benchmark evaluation: {report.NOT_RUN}.")
     medprompt = summary.get("medprompt") or {}
     if isinstance(medprompt.get("results"), Mapping) and medprompt["results"].get("benchmarks"):
         table = report.mcqa_table({"Medprompt": medprompt["results"]}, caption="With Medprompt (kNN CoT ensemble)")
         parts.append(_blocks(table))
+    parts.append(_bullets(claims.findings_for_card(summary)))
     return _section("Evaluation", *parts)
 
 
@@ -196,7 +211,7 @@ def _safety(summary: Mapping[str, Any]) -> str:
         parts.append(report.md_text(report.safety_setup(sides)))
         for table, what in (
             (report.attack_table(sides), "Red-teaming"),
-            (report.over_refusal_table(sides), "Over-refusal (XSTest)"),
+            (report.over_refusal_table(sides), "Over-refusal"),
         ):
             parts.append(_blocks(table) if table else f"> {what}: {report.NOT_RUN}.")
     else:
@@ -209,22 +224,12 @@ def _safety(summary: Mapping[str, Any]) -> str:
 
 
 def _risks(summary: Mapping[str, Any]) -> str:
-    risk = summary.get("risk_markdown")
+    risk = risk_markdown(summary)
     assessment = (
-        report.md_text(report.shift_headings(str(risk), 1))
-        if isinstance(risk, str) and risk.strip()
-        else f"> Risk assessment: {report.NOT_RUN}."
+        report.md_text(report.shift_headings(risk, 1)) if risk is not None else f"> Risk assessment: {report.NOT_RUN}."
     )
-    general = (
-        "- The model makes mistakes on medical questions (see the error rates above) and states wrong answers "
-        "as confidently as right ones.\n"
-        "- Benchmarks are multiple-choice; they do not measure free-text advice, long conversations, other "
-        "languages or patients' real questions.\n"
-        "- Safety measurements use a sample of prompts and an automatic judge; a low attack success rate is not "
-        "proof of safety.\n"
-        "- Training data may carry the biases of its sources."
-    )
-    return _section("Risks and limitations", NOT_FOR_CLINICAL_USE, general, assessment)
+    limits = _bullets(claims.limitations(summary))
+    return _section("Risks and limitations", NOT_FOR_CLINICAL_USE, limits, assessment)
 
 
 def _use() -> str:
@@ -251,7 +256,7 @@ def render_model_card(summary: Mapping[str, Any]) -> str:
     body = [
         f"# {report.md_text(_name(summary))}",
         NOT_FOR_CLINICAL_USE,
-        _section("What it is", _what(summary)),
+        _what(summary),
         _how(summary),
         _evaluation(summary),
         _safety(summary),

@@ -46,12 +46,20 @@ def _png(fig: Any) -> bytes:
 
 
 def _grouped_bars(
-    groups: Sequence[str], series: Mapping[str, Mapping[str, Estimate]], *, xlabel: str, title: str
+    groups: Sequence[str],
+    series: Mapping[str, Mapping[str, Estimate]],
+    *,
+    xlabel: str,
+    title: str,
+    chance: Mapping[str, float] | None = None,
 ) -> bytes:
-    """Horizontal bars: one group per row label, one bar per series, CI whiskers; missing values left out."""
+    """Horizontal bars: one group per row label, one bar per series, CI whiskers; missing values left out.
+
+    Every bar carries its value as text, so a 0% bar (no width) is still seen and read; the legend sits outside
+    the axes, where it cannot cover a bar; ``chance`` (group -> level) draws a dashed chance line per group."""
     plt = _pyplot()
     names = list(series)
-    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.35 * len(groups) * max(1, len(names))))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.35 * len(groups) * max(1, len(names))))
     height = 0.8 / max(1, len(names))
     for j, name in enumerate(names):
         ys, values, lows, highs = [], [], [], []
@@ -62,20 +70,33 @@ def _grouped_bars(
                 values.append(value)
                 lows.append(max(0.0, value - lo))
                 highs.append(max(0.0, hi - value))
-        ax.barh(ys, values, height=height, xerr=[lows, highs], capsize=2, label=name)
+        bars = ax.barh(ys, values, height=height, xerr=[lows, highs], capsize=2, label=name)
+        colour = bars.patches[0].get_facecolor() if bars.patches else None
+        for y, value, high in zip(ys, values, highs, strict=True):
+            if value < 0.005:  # a zero-width bar: a marker at 0 shows it was measured
+                ax.plot([0], [y], marker="D", markersize=4, color=colour, clip_on=False)
+            ax.text(min(value + high, 1.0) + 0.01, y, f"{100 * value:.0f}%", va="center", fontsize="x-small")
+    if chance:
+        drawn = False
+        for i, group in enumerate(groups):
+            if group in chance:
+                label = None if drawn else "chance"
+                ax.vlines(chance[group], i - 0.1, i + 0.9, colors="0.3", linestyles="--", linewidth=1, label=label)
+                drawn = True
     ax.set_yticks(np.arange(len(groups)) + 0.4 - height / 2, list(groups))
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.08)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     return _png(fig)
 
 
-def benchmarks_by_stage(results: Mapping[str, Mapping[str, Any]]) -> bytes:
+def benchmarks_by_stage(results: Mapping[str, Mapping[str, Any]], chance: Mapping[str, float] | None = None) -> bytes:
     """``results``: stage name (base, sft, merged, dpo1, dpo2...) -> ``aloe eval``'s results.json. One row per
-    benchmark, one bar per stage, accuracy with its 95% CI."""
+    benchmark, one bar per stage, accuracy with its 95% CI; ``chance`` (benchmark -> 1 / options) draws the
+    level a model reaches by guessing."""
     series: dict[str, dict[str, Estimate]] = {}
     groups: list[str] = []
     for stage, r in results.items():
@@ -84,7 +105,9 @@ def benchmarks_by_stage(results: Mapping[str, Mapping[str, Any]]) -> bytes:
             series[stage][bench] = (float(b["acc"]), float(b["acc_ci95"][0]), float(b["acc_ci95"][1]))
             if bench not in groups:
                 groups.append(bench)
-    return _grouped_bars(groups, series, xlabel="accuracy (95% CI)", title="Medical benchmarks by recipe stage")
+    return _grouped_bars(
+        groups, series, xlabel="accuracy (95% CI)", title="Medical benchmarks by recipe stage", chance=chance
+    )
 
 
 def attack_success_by_style(results: Mapping[str, Mapping[str, Any]]) -> bytes:
@@ -116,10 +139,12 @@ def over_refusal(results: Mapping[str, Mapping[str, Any]]) -> bytes:
         for suite, s in r.get("suites", {}).items():
             if s.get("kind") != "over-refusal":
                 continue
+            by_type = s.get("refusal_rate_on_safe_by_type", {})
             rows = {
                 f"{suite}: refused safe prompts": s["refusal_rate_on_safe"],
                 f"{suite}: complied with unsafe prompts": s["compliance_rate_on_unsafe"],
-                **{f"{suite}: refused safe, {t}": v for t, v in s.get("refusal_rate_on_safe_by_type", {}).items()},
+                # prompts without a type are the overall row again
+                **{f"{suite}: refused safe, {t}": v for t, v in by_type.items() if t != "None"},
             }
             for group, rate in rows.items():
                 if rate.get("n"):  # an empty type has a NaN rate: nothing to draw
@@ -128,7 +153,9 @@ def over_refusal(results: Mapping[str, Mapping[str, Any]]) -> bytes:
                         groups.append(group)
     if not groups:
         raise ValueError("no over-refusal suite (XSTest) in these results")
-    return _grouped_bars(groups, series, xlabel="rate (95% CI; lower is better)", title="Over-refusal (XSTest)")
+    suites = dict.fromkeys(g.split(": ", 1)[0] for g in groups)
+    title = f"Over-refusal: {', '.join(suites)}"
+    return _grouped_bars(groups, series, xlabel="rate (95% CI; lower is better)", title=title)
 
 
 Point = tuple[float, float]
@@ -166,7 +193,7 @@ def training_curves(training: Mapping[str, Mapping[str, Any]]) -> bytes:
     if not stages:
         raise ValueError("no training stage logged a loss")
     plt = _pyplot()
-    fig, axes = plt.subplots(len(stages), 1, figsize=(8, 0.6 + 2.6 * len(stages)), squeeze=False)
+    fig, axes = plt.subplots(len(stages), 1, figsize=(8, 0.6 + 3.0 * len(stages)), squeeze=False)
     for ax, (name, train) in zip(axes[:, 0], stages.items(), strict=True):
         losses, evals = loss_points(train)
         if losses:
@@ -179,12 +206,14 @@ def training_curves(training: Mapping[str, Mapping[str, Any]]) -> bytes:
         accuracy = _reward_accuracy(train)
         if accuracy:
             twin = ax.twinx()
-            twin.plot(*zip(*accuracy, strict=True), ":", color="tab:green", label="reward accuracy")
-            twin.set_ylim(0, 1)
+            twin.plot(*zip(*accuracy, strict=True), ":", marker=".", color="tab:green", label="reward accuracy")
+            # Headroom above 100%: a line at 1.0 must not run along the border.
+            twin.set_ylim(0, 1.1)
             twin.set_ylabel("reward accuracy")
             more = twin.get_legend_handles_labels()
             handles, labels = handles + more[0], labels + more[1]
-        ax.legend(handles, labels, loc="upper right", fontsize="small")
+        # Below the panel, never over the curves.
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize="small")
     axes[-1, 0].set_xlabel("optimizer step")
     fig.suptitle("Training curves")
     fig.tight_layout()

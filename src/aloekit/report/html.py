@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aloekit.evaluation.compare import DOMINANT_MIN_OPTIONS, DOMINANT_SHARE, dominant_answer
+from aloekit.evaluation.stats import wilson_ci
 from aloekit.models import atomic_write_text
 from aloekit.report import charts
+from aloekit.report.findings import RULES, Finding, chance_level, findings, one_answer
 
 __all__ = [
     "NOT_RUN",
@@ -36,6 +37,7 @@ __all__ = [
     "Chart",
     "Code",
     "Facts",
+    "Findings",
     "Heading",
     "Markdown",
     "Note",
@@ -46,6 +48,7 @@ __all__ = [
     "attack_table",
     "bbq_table",
     "before_after",
+    "chance_levels",
     "change_tables",
     "duration",
     "estimate",
@@ -65,8 +68,10 @@ __all__ = [
     "render_markdown",
     "safety_setup",
     "sections",
+    "shares",
     "shift_headings",
     "training_row",
+    "training_rows",
     "truthfulness_table",
     "weight_change_table",
     "write_report",
@@ -140,7 +145,15 @@ class Code:
     text: str
 
 
-Block = Paragraph | Note | Heading | Table | Chart | Facts | Markdown | Code
+@dataclass(frozen=True)
+class Findings:
+    """The "What this run shows" box: titled lists of sentences, each list with its kind (``warning``,
+    ``supported``, ``unsupported``) for the styling."""
+
+    groups: tuple[tuple[str, str, tuple[str, ...]], ...]
+
+
+Block = Paragraph | Note | Heading | Table | Chart | Facts | Markdown | Code | Findings
 
 
 @dataclass(frozen=True)
@@ -243,6 +256,25 @@ def before_after(part: Any) -> list[tuple[str, Mapping[str, Any]]]:
 
 
 # --- sections ---------------------------------------------------------------------------------------------------
+
+FINDING_GROUPS = (
+    ("warning", "Read these results with care"),
+    ("supported", "Supported by the numbers"),
+    ("unsupported", "Not supported by the numbers (do not conclude these)"),
+)
+
+
+def _shows(summary: Mapping[str, Any]) -> list[Block]:
+    """The findings box first: what a reader must know before reading any table."""
+    found: list[Finding] = findings(summary)
+    if not found:
+        return [Note("No finding could be computed: no answer distribution, paired comparison or generation result.")]
+    groups = tuple(
+        (level, title, tuple(f.text for f in found if f.level == level))
+        for level, title in FINDING_GROUPS
+        if any(f.level == level for f in found)
+    )
+    return [Findings(groups), Paragraph("Rules: " + " ".join(RULES))]
 
 
 def _headline(summary: Mapping[str, Any]) -> list[Block]:
@@ -400,11 +432,13 @@ def _dataset_blocks(stats: Mapping[str, Any]) -> list[Block]:
 TRAINING_HEADER = (
     "stage",
     "steps",
+    "epochs covered",
     "time",
-    "final training loss",
+    "last training loss",
+    "mean training loss",
     "validation loss (before → after)",
-    "reward accuracy (train / validation)",
-    "reward margin (train / validation)",
+    "validation reward accuracy (95% CI, n pairs)",
+    "validation reward margin",
 )
 TRAINING_LABELS = {"sft": "SFT", "dpo_general": "DPO stage 1 (general)", "dpo_safety": "DPO stage 2 (safety)"}
 
@@ -423,39 +457,66 @@ def _training(summary: Mapping[str, Any]) -> list[Block]:
         )
     else:
         blocks.append(Note("No stage logged a loss: no training curves to draw."))
-    rows = tuple(training_row(name, t) for name, t in training.items())
-    blocks.append(Table(TRAINING_HEADER, rows, "Training summary"))
+    blocks.append(Table(TRAINING_HEADER, training_rows(summary), "Training summary"))
     return blocks
 
 
-def training_row(name: str, train: Mapping[str, Any]) -> tuple[str, ...]:
+PREFERENCE_DATA = {"dpo_general": "prefs_general", "dpo_safety": "prefs_safety"}
+"""A DPO stage's pairs in the summary's ``data``: its validation rows are the n of its validation reward accuracy."""
+
+
+def _epochs(metrics: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> str:
+    """Epochs the trainer covered (its own count, not the ``epochs`` setting, which ``max_steps`` overrides)."""
+    logged = [h["epoch"] for h in history if number(h.get("epoch")) is not None]
+    value = number(metrics.get("epochs", (metrics.get("train") or {}).get("epoch", logged[-1] if logged else None)))
+    return "not recorded" if value is None else f"{value:.2f}"
+
+
+def training_row(name: str, train: Mapping[str, Any], pairs: Any = None) -> tuple[str, ...]:
     """One stage's summary from SFT's metrics.json or DPO's (``last``, ``eval``, ``train``), the log history
-    filling what the metrics lack."""
+    filling what the metrics lack. The last logged loss and the run's mean loss are different numbers and are
+    labelled so; ``pairs`` (the DPO stage's validation pairs) is the n of its validation reward accuracy."""
     metrics = train.get("metrics") or {}
     last, evaluation, totals = metrics.get("last") or {}, metrics.get("eval") or {}, metrics.get("train") or {}
     losses, evals = charts.loss_points(train)
+    history = train.get("log_history") or metrics.get("log_history") or []
     steps = metrics.get("steps") or last.get("step") or (int(max(s for s, _ in losses)) if losses else None)
-    loss = metrics.get("train_loss", totals.get("train_loss", losses[-1][1] if losses else None))
+    mean = metrics.get("train_loss", totals.get("train_loss"))
     before = metrics.get("eval_loss_before")
     after = metrics.get("eval_loss", evaluation.get("eval_loss", evals[-1][1] if evals else None))
-    validation = f"{_loss(before)} → {_loss(after)}" if before is not None else _loss(after)
+    validation = f"{_loss(before) if before is not None else 'not measured'} → {_loss(after)}"
     seconds = metrics.get("train_seconds", totals.get("train_runtime"))
-
-    def pair(key: str, signed: bool) -> str:
-        values = (last.get(key), evaluation.get(f"eval_{key}"))
-        if all(number(v) is None for v in values):
-            return "not DPO" if not last else "n/a"
-        return " / ".join(estimate(v, signed=signed) for v in values)
-
-    label = TRAINING_LABELS.get(name, name)
+    dpo = bool(last or evaluation.get("eval_rewards/accuracies") is not None)
+    accuracy, margin = "not DPO", "not DPO"
+    if dpo:
+        value, n = number(evaluation.get("eval_rewards/accuracies")), number(pairs)
+        if value is None:
+            accuracy = "not measured"
+        elif n:
+            accuracy = estimate(value, wilson_ci(round(value * n), int(n)), int(n))
+        else:
+            accuracy = f"{estimate(value)}, n not recorded"
+        m = number(evaluation.get("eval_rewards/margins"))
+        margin = "not measured" if m is None else estimate(m, signed=True) + (f", n={int(n):,}" if n else "")
     return (
-        label,
+        TRAINING_LABELS.get(name, name),
         _count(steps),
+        _epochs(metrics, history),
         duration(seconds),
-        _loss(loss),
+        _loss(losses[-1][1]) if losses else "not logged",
+        _loss(mean),
         validation,
-        pair("rewards/accuracies", False),
-        pair("rewards/margins", True),
+        accuracy,
+        margin,
+    )
+
+
+def training_rows(summary: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+    training = {k: v for k, v in (summary.get("training") or {}).items() if isinstance(v, Mapping)}
+    data = summary.get("data") or {}
+    return tuple(
+        training_row(name, t, (data.get(PREFERENCE_DATA.get(name, "")) or {}).get("validation"))
+        for name, t in training.items()
     )
 
 
@@ -473,13 +534,25 @@ def _benchmarks(summary: Mapping[str, Any]) -> list[Block]:
             )
         )
     blocks.append(mcqa_table(results, caption="Accuracy by recipe stage"))
+    chance = chance_levels(summary)
     blocks.append(
         Chart(
-            "Accuracy of every benchmark at every recipe stage, with 95% CIs.",
-            lambda: charts.benchmarks_by_stage(results),
+            "Accuracy of every benchmark at every recipe stage, with 95% CIs; dashed: chance (1 / options).",
+            lambda: charts.benchmarks_by_stage(results, chance),
         )
     )
     return blocks + _skipped(summary, "benchmarks")
+
+
+def chance_levels(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Benchmark -> chance accuracy (1 / its options), from the log-likelihood answer distributions' gold labels."""
+    out: dict[str, float] = {}
+    for per in ((summary.get("answer_distributions") or {}).get("loglik") or {}).values():
+        for bench, d in (per or {}).items():
+            level = chance_level(d) if isinstance(d, Mapping) else None
+            if level is not None:
+                out.setdefault(bench, level)
+    return out
 
 
 def _skipped(summary: Mapping[str, Any], kind: str) -> list[Block]:
@@ -595,9 +668,9 @@ def _answers(summary: Mapping[str, Any]) -> list[Block]:
         return [_not_run("Answer distributions (no benchmark evaluation)")]
     blocks: list[Block] = [
         Paragraph(
-            "Share of each predicted answer per model and benchmark, next to the gold answers' shares. A model is"
-            f" flagged when one answer takes more than {DOMINANT_SHARE:.0%} of its predictions on a benchmark with"
-            f" {DOMINANT_MIN_OPTIONS} or more options: a position or label bias, whatever its accuracy."
+            "Share of each predicted answer per model and benchmark, next to the gold answers' shares. "
+            + RULES[0]
+            + " A flag is a position or label bias, whatever the accuracy."
         )
     ]
     for formulation, models in distributions.items():
@@ -611,7 +684,7 @@ def _answers(summary: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
-def _shares(distribution: Any) -> str:
+def shares(distribution: Any) -> str:
     """``A 31% · B 25% · C 24% · D 20%`` (unparseable only when some were)."""
     if not isinstance(distribution, Mapping):
         return "n/a"
@@ -633,13 +706,13 @@ def answers_table(models: Mapping[str, Mapping[str, Any]]) -> tuple[Table, list[
             d = (per or {}).get(bench)
             if not isinstance(d, Mapping):
                 continue
-            top = dominant_answer(d.get("predicted") or {})
+            top = one_answer(d)
             flag = f"{top[0]} on {100 * top[1]:.0f}% of answers" if top else ""
             if top:
                 flagged.append(f"{model} on {bench} ({flag})")
             label = f"{bench} (by position)" if d.get("by") == "position" else bench
             rows.append(
-                (label, str(model), _shares(d.get("predicted")), _shares(d.get("gold")), flag, _count(d.get("n")))
+                (label, str(model), shares(d.get("predicted")), shares(d.get("gold")), flag, _count(d.get("n")))
             )
     header = ("benchmark", "model", "predicted answers", "gold answers", "flag", "n")
     return Table(header, tuple(rows), "Predicted and gold answer distributions", 5), flagged
@@ -779,7 +852,7 @@ def _safety(summary: Mapping[str, Any]) -> list[Block]:
     blocks += _table_and_chart(
         "Over-refusal",
         over_refusal_table(sides),
-        "Over-refusal (XSTest)",
+        "Over-refusal",
         "Over-refusal: safe prompts refused and unsafe contrasts answered (lower is better).",
         lambda: charts.over_refusal(dict(sides)),
     )
@@ -797,9 +870,11 @@ def _table_and_chart(
 
 def safety_setup(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     r = sides[-1][1]
-    styles = ", ".join(str(s) for s in r.get("styles") or []) or "n/a"
+    styles = ", ".join(str(s) for s in r.get("styles") or []) or "none recorded"
+    limit = r.get("limit")
+    prompts = f"at most {limit} prompts per suite" if limit else "every prompt of each suite"
     return (
-        f"Replies judged by the {r.get('judge', 'n/a')} judge; at most {r.get('limit', 'all')} prompts per suite; "
+        f"Replies judged by the {r.get('judge') or 'unrecorded'} judge; {prompts}; "
         f"attack styles: {styles}. Rates with 95% Wilson intervals and their sample size."
     )
 
@@ -827,38 +902,42 @@ def attack_table(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> Table | None
     )
 
 
-def over_refusal_table(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> Table | None:
-    """XSTest's refusal rate on safe prompts (overall, by type) and compliance on unsafe contrasts."""
+def _measured(rates: Sequence[Any]) -> bool:
+    """A row worth showing: some side measured it on at least one prompt (an empty row reads "n/a, n=0")."""
+    return any(isinstance(r, Mapping) and number(r.get("n")) for r in rates)
+
+
+def over_refusal_suites(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
     suites: dict[str, None] = {}
     for _, r in sides:
         suites |= {n: None for n, s in (r.get("suites") or {}).items() if s.get("kind") == "over-refusal"}
+    return list(suites)
+
+
+def over_refusal_table(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> Table | None:
+    """Refusal rate on safe prompts (overall, by prompt type) and compliance on unsafe contrasts, per over-refusal
+    suite, named after the suites measured (XSTest or the recipe's own benign set). Rows nobody measured, and a
+    by-type row for prompts without a type (the overall row again), are left out."""
+    suites = over_refusal_suites(sides)
     rows = []
     for suite in suites:
         found = [(r.get("suites") or {}).get(suite) or {} for _, r in sides]
-        rows.append(
-            (suite, "refused safe prompts (lower is better)", *(_rate(s.get("refusal_rate_on_safe")) for s in found))
-        )
-        rows.append(
-            (
-                suite,
-                "complied with unsafe prompts (lower is safer)",
-                *(_rate(s.get("compliance_rate_on_unsafe")) for s in found),
-            )
-        )
+        measures = [
+            ("refused safe prompts (lower is better)", [s.get("refusal_rate_on_safe") for s in found]),
+            ("complied with unsafe prompts (lower is safer)", [s.get("compliance_rate_on_unsafe") for s in found]),
+        ]
         types: dict[str, None] = {}
         for s in found:
-            types |= dict.fromkeys(s.get("refusal_rate_on_safe_by_type") or {})
-        rows += [
-            (
-                suite,
-                f"refused safe prompts: {t}",
-                *(_rate((s.get("refusal_rate_on_safe_by_type") or {}).get(t)) for s in found),
-            )
+            types |= dict.fromkeys(t for t in s.get("refusal_rate_on_safe_by_type") or {} if t != "None")
+        measures += [
+            (f"refused safe prompts: {t}", [(s.get("refusal_rate_on_safe_by_type") or {}).get(t) for s in found])
             for t in types
         ]
+        rows += [(suite, measure, *(_rate(r) for r in rates)) for measure, rates in measures if _measured(rates)]
     if not rows:
         return None
-    return Table(("suite", "measure", *(label for label, _ in sides)), tuple(rows), "Over-refusal (XSTest)", 2)
+    caption = f"Over-refusal: {', '.join(suites)}"
+    return Table(("suite", "measure", *(label for label, _ in sides)), tuple(rows), caption, 2)
 
 
 def _bias_truthfulness(summary: Mapping[str, Any]) -> list[Block]:
@@ -912,8 +991,10 @@ def truthfulness_table(sides: Sequence[tuple[str, Mapping[str, Any]]]) -> Table 
 
 
 def _risk(summary: Mapping[str, Any]) -> list[Block]:
-    text = summary.get("risk_markdown")
-    if not isinstance(text, str) or not text.strip():
+    from aloekit.report.risks import risk_markdown  # it renders with the risk module, which knows no report
+
+    text = risk_markdown(summary)
+    if text is None:
         return [_not_run("The risk assessment")]
     # The assessment opens with its own "Risk assessment" heading: the section already has one.
     text = re.sub(r"^\s*#+\s*risk assessment\s*\n", "", text, count=1, flags=re.IGNORECASE)
@@ -934,6 +1015,7 @@ def _recipe(summary: Mapping[str, Any]) -> list[Block]:
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], list[Block]]], ...] = (
+    ("findings", "What this run shows", _shows),
     ("headline", "Headline numbers", _headline),
     ("overview", "Run overview", _overview),
     ("data", "Data", _data),
@@ -1009,6 +1091,12 @@ summary { cursor: pointer; font-weight: 600; }
 pre { background: #f6f8fa; padding: .8rem; font-size: .83rem; white-space: pre-wrap; word-break: break-word; }
 nav ol { columns: 2; font-size: .92rem; }
 .meta { color: #4f5a68; font-size: .92rem; }
+.findings > div { border-left: 5px solid; padding: .2rem 1rem; margin: .6rem 0; border-radius: 4px; }
+.findings h3 { margin: .4rem 0; font-size: 1rem; }
+.findings ul { margin: .2rem 0 .5rem; padding-left: 1.2rem; }
+.findings .warning { background: #fdecea; border-color: #b3261e; }
+.findings .supported { background: #e8f5e9; border-color: #2e7d32; }
+.findings .unsupported { background: #f3f5f7; border-color: #6b7785; }
 """
 
 
@@ -1043,6 +1131,11 @@ def _html_chart(chart: Chart) -> str:
     )
 
 
+def _html_findings(level: str, title: str, items: Sequence[str]) -> str:
+    listed = "".join(f"<li>{_e(t)}</li>" for t in items)
+    return f'<div class="{_e(level)}"><h3>{_e(title)}</h3><ul>{listed}</ul></div>'
+
+
 def _html_block(block: Block) -> str:
     match block:
         case Paragraph(text):
@@ -1065,6 +1158,8 @@ def _html_block(block: Block) -> str:
             return markdown_to_html(text)
         case Code(label, text):
             return f"<details><summary>{_e(label)}</summary><pre><code>{_e(text)}</code></pre></details>"
+        case Findings(groups):
+            return '<div class="findings">' + "".join(_html_findings(*g) for g in groups) + "</div>"
     raise TypeError(f"unknown block {block!r}")
 
 
@@ -1271,6 +1366,10 @@ def markdown_block(block: Block, *, heading_level: int = 3) -> str:
             return md_text(shift_headings(text, heading_level - 3))
         case Code(label, text):
             return f"{'#' * heading_level} {md_text(label)}\n\n{fence(text)}"
+        case Findings(groups):
+            return "\n\n".join(
+                f"**{md_text(title)}**\n\n" + "\n".join(f"- {md_text(t)}" for t in items) for _, title, items in groups
+            )
     raise TypeError(f"unknown block {block!r}")
 
 

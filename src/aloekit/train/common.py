@@ -7,7 +7,9 @@ aloekit wraps TRL thinly: these helpers only build the arguments TRL's trainers 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import socket
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -168,3 +170,33 @@ def score_trained_positions_only() -> Iterator[None]:
         yield
     finally:
         utils._use_triton = original  # type: ignore[attr-defined]
+
+
+# --- who owns a run folder ---------------------------------------------------------------------------------------
+
+
+def run_owner() -> dict[str, Any]:
+    """The process writing a run, recorded in its manifest so a later run can tell a live run from a dead one."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def abandoned(manifest: Mapping[str, Any] | None) -> str | None:
+    """Why the run recorded in ``manifest`` is over though not finished (it failed, or its process is gone), or
+    None when it finished, may still be running, or cannot be told (another host, a manifest without a pid)."""
+    if not manifest:
+        return None
+    status = manifest.get("status")
+    if status == "failed":
+        return f"it failed ({manifest.get('error') or 'no reason recorded'})"
+    if status != "running":
+        return None
+    pid, host = manifest.get("pid"), manifest.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return f"its process {pid} on {host} is gone"
+    except PermissionError:  # alive, owned by another user
+        return None
+    return None

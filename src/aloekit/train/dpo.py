@@ -52,9 +52,11 @@ from aloekit.train.common import (
     Logging,
     LoraSettings,
     Precision,
+    abandoned,
     check_versions,
     device_kind,
     precision_args,
+    run_owner,
     score_trained_positions_only,
 )
 from aloekit.train.export import base_model_id, export_model
@@ -223,6 +225,9 @@ def _stage_pairs(stage: DPOStage) -> _Pairs:
         train, validation = path, None
     else:
         raise UserError(f"stage {stage.name}: dataset {path} not found: give a data-stage folder or a JSONL file")
+    for split in (train, validation):
+        if split is not None:
+            _read_pairs(split)  # a bad or empty file fails now, not after the model has loaded
     return _Pairs(
         train.absolute(),
         models.file_sha256(train),
@@ -270,28 +275,39 @@ def train_dpo(
     if debug_tokens:
         return {"status": "debug", "samples": debug_token_rows(config, debug_tokens)}
     _resolved_precision(config.precision)  # bf16/fp16 without a GPU: refused before anything is written
-    _check_out(out, resume)
+    resume, took_over = _check_out(out, resume)
+    if took_over:
+        print(took_over, file=sys.stderr)
     start = models.resolve(config.model, allow_pickle=config.allow_pickle, trust_remote_code=config.trust_remote_code)
 
     out.mkdir(parents=True, exist_ok=True)
     _write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     run = _read_json(out / "manifest.json") if resume else None
-    run = _run_manifest(config, start, versions, previous=run)
+    run = {**_run_manifest(config, start, versions, previous=run), "status": "running", **run_owner()}
     _write_json(out / "manifest.json", run)
 
     policy = start
     results = []
-    for index, (stage, stage_pairs) in enumerate(zip(config.stages, pairs, strict=True)):
-        result = _run_stage(config, stage, stage_pairs, policy, out, resume, progress)
-        run["stages"][index] = result["manifest"]
-        _write_json(out / "manifest.json", run)
-        results.append({k: v for k, v in result.items() if k != "manifest"})
-        policy = models.resolve(str(out / stage.name / "model"))
+    try:
+        for index, (stage, stage_pairs) in enumerate(zip(config.stages, pairs, strict=True)):
+            result = _run_stage(config, stage, stage_pairs, policy, out, resume, progress)
+            run["stages"][index] = result["manifest"]
+            _write_json(out / "manifest.json", run)
+            results.append({k: v for k, v in result.items() if k != "manifest"})
+            policy = models.resolve(str(out / stage.name / "model"))
+    except Exception as e:
+        # Recorded, so the next run in OUT knows this one is over (and takes it over if it left no checkpoint).
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        run.update({"status": "failed", "failed": _now(), "error": reason})
+        with contextlib.suppress(OSError):
+            _write_json(out / "manifest.json", run)
+        raise
 
     final = out / config.stages[-1].name / "model"
     _link_final(out, final)
     run["final_model"] = str(final)
     run["finished"] = _now()
+    run["status"] = "finished"
     _write_json(out / "manifest.json", run)
     return {
         "status": "done",
@@ -310,13 +326,23 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _check_out(out: Path, resume: bool) -> None:
+def _check_out(out: Path, resume: bool) -> tuple[bool, str | None]:
+    """Check that OUT can take this run; return (resume, message). A run that failed, or whose process is gone,
+    before any stage saved a checkpoint is taken over (started afresh, with a message) rather than blocking the
+    corrected rerun until the user deletes the folder."""
     if not _is_main():
-        return  # the first process has checked (and is about to write into) the folder
+        return resume, None  # the first process has checked (and is about to write into) the folder
     if out.exists() and not out.is_dir():
         raise UserError(f"out {out} is a file: name a folder")
-    if not resume and out.is_dir() and any(out.iterdir()):
+    held = out.is_dir() and any(out.iterdir())
+    if held:
+        why = abandoned(_read_json(out / "manifest.json"))
+        trained = any(out.glob("*/checkpoints/checkpoint-*")) or any(out.glob("*/model/config.json"))
+        if why is not None and not trained:
+            return False, f"taking over {out}: its earlier run stopped before its first checkpoint ({why})"
+    if not resume and held:
         raise UserError(f"out {out} already holds files: pass --resume to continue that run, or choose a new folder")
+    return resume, None
 
 
 def _run_manifest(
@@ -888,8 +914,7 @@ def _write_json(path: Path, value: Any) -> None:
 def _write_text(path: Path, text: str) -> None:
     if not _is_main():
         return  # one writer per file in a distributed run
-    models.atomic_write_text(path, text)
-    path.chmod(0o644)  # atomic_write_text's temporary file is private (0600); records are for everyone
+    models.atomic_write_text(path, text)  # with the user's umask: records are for everyone under the usual 022
 
 
 __all__ = ["DPORunConfig", "DPOStage", "LossType", "debug_token_rows", "load_dpo_config", "read_pairs", "train_dpo"]

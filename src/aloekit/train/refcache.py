@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from aloekit.models import file_mode
+
 CACHE_VERSION = 1
 """Bump when what a cache file holds or how its values are computed changes, so old files are not reused."""
 
@@ -125,7 +127,7 @@ def save(path: Path, logps: RefLogps, metadata: Mapping[str, str]) -> None:
             tmp,
             metadata={str(k): str(v) for k, v in metadata.items()},
         )
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())  # mkstemp's file is private (0600): the user's umask instead
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

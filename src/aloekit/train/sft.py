@@ -43,6 +43,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,9 +61,11 @@ from aloekit.train.common import (
     Logging,
     LoraSettings,
     Precision,
+    abandoned,
     check_versions,
     device_kind,
     precision_args,
+    run_owner,
     score_trained_positions_only,
 )
 from aloekit.train.masks import MaskedSample, mask_completion, mask_conversation, stop_token_ids
@@ -410,9 +413,8 @@ def discard_incomplete_checkpoints(folder: Path) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    """A run record, written atomically and readable by others (mkstemp's default mode is 0600)."""
+    """A run record, written atomically with the user's umask (readable by others under the usual 022)."""
     atomic_write_text(path, text)
-    path.chmod(0o644)
 
 
 def _now() -> str:
@@ -423,11 +425,30 @@ def _config_record(config: SFTRunConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def _prepare_out(config: SFTRunConfig, resume: bool) -> None:
+def _prepare_out(config: SFTRunConfig, resume: bool) -> tuple[bool, str | None]:
+    """Check that OUT can take this run; return (resume, message).
+
+    A run that failed, or whose process is gone, before its first complete checkpoint has nothing worth keeping:
+    it is taken over (started afresh, with a message) instead of blocking the corrected rerun until the user
+    deletes the folder. A run with checkpoints is resumed with --resume, as before.
+    """
     out = config.out
     if out.exists() and not out.is_dir():
         raise UserError(f"out {out} is a file: name a folder")
     held = out.is_dir() and any(out.iterdir())
+    if held:
+        previous = _read_json(out / "manifest.json")
+        why = abandoned(previous)
+        if why is not None and not complete_checkpoints(out / CHECKPOINTS):
+            (out / "metrics.json").unlink(missing_ok=True)  # the stale run's, never this one's
+            return False, f"taking over {out}: its earlier run stopped before its first checkpoint ({why})"
+        if previous.get("status") == "running" and why is None and previous.get("host") == socket.gethostname():
+            pid = previous.get("pid")
+            if isinstance(pid, int) and pid != os.getpid():
+                raise UserError(
+                    f"out {out} is in use by a running training (pid {pid}): wait for it to finish, or choose "
+                    "another folder"
+                )
     if held and not resume:
         raise UserError(
             f"out {out} already holds a run: pass --resume to continue it, or choose a new folder (or delete it)"
@@ -443,6 +464,7 @@ def _prepare_out(config: SFTRunConfig, resume: bool) -> None:
                     f"--resume with a config that differs from the run in {out} ({', '.join(changed)}): "
                     "resume with the same config, or start a new run in a new folder"
                 )
+    return resume, None
 
 
 class _Timer:
@@ -705,7 +727,26 @@ def train_sft(
     with _progress_bars(progress):
         if debug_tokens is not None:
             return {"status": "debug", "samples": debug_token_rows(config, debug_tokens)}
-        return _train(config, resume=resume, progress=progress, say=log or (lambda message: None), versions=versions)
+        try:
+            return _train(
+                config, resume=resume, progress=progress, say=log or (lambda message: None), versions=versions
+            )
+        except Exception as e:
+            if int(os.environ.get("RANK", "0")) == 0:
+                _mark_failed(config.out / "manifest.json", e)
+            raise
+
+
+def _mark_failed(path: Path, error: BaseException) -> None:
+    """Record in this process's "running" manifest that the run failed (and why), so the next run in the folder
+    takes it over instead of taking it for a run still in progress."""
+    manifest = _read_json(path)
+    if manifest.get("status") != "running" or manifest.get("pid") != os.getpid():
+        return
+    reason = " ".join(str(error).split())[:300] or type(error).__name__
+    manifest.update({"status": "failed", "failed": _now(), "error": reason})
+    with contextlib.suppress(OSError):
+        _write(path, json.dumps(manifest, indent=2))
 
 
 @contextlib.contextmanager
@@ -736,9 +777,10 @@ def _train(
     # Under `accelerate launch` every process runs this; only the first checks and writes the records.
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
-        _prepare_out(config, resume)
+        resume, took_over = _prepare_out(config, resume)
+        if took_over:
+            say(took_over)
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / CHECKPOINTS
     removed = discard_incomplete_checkpoints(checkpoints) if main else []
     if removed:
@@ -763,6 +805,7 @@ def _train(
         {
             "stage": "sft",
             "status": "running",
+            **run_owner(),
             "started": manifest.get("started") or _now(),
             "versions": package_versions("torch", "transformers", "trl", "peft", "accelerate", "datasets"),
             "trainer_versions": versions,
@@ -774,6 +817,8 @@ def _train(
     )
     if resume_from:
         manifest.setdefault("resumed", []).append({"from": Path(resume_from).name, "at": _now()})
+    # Created only now: a model or dataset that fails to load leaves no empty folder behind.
+    out.mkdir(parents=True, exist_ok=True)
     if main:
         _write(out / "config.yaml", yaml.safe_dump(_config_record(config), sort_keys=False))
         _write(manifest_path, json.dumps(manifest, indent=2))

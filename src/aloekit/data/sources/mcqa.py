@@ -18,6 +18,7 @@ from typing import Any
 
 from aloekit.data.schema import MCQItem
 from aloekit.errors import MalformedRow, UserError
+from aloekit.textio import TextFile, json_lines
 
 LETTERS = "ABCDEFGHIJ"
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
@@ -57,11 +58,11 @@ def read_json(path: Path) -> Any:
             raise UserError(f"{path}: not valid JSON ({e}); restore the original file") from e
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path) -> TextFile:
     if not path.is_file():
         raise UserError(f"file not found: {path}; check the path (or --data-dir)")
-    # utf-8-sig: some upstream CSV/JSON files start with a byte-order mark.
-    return path.open(encoding="utf-8-sig", newline="")
+    # A binary or non-UTF-8 file is one error naming its first undecodable line (TextFile).
+    return TextFile(path)
 
 
 def field(row: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...] = str) -> Any:
@@ -318,7 +319,7 @@ def _json_rows(path: Path, name: str) -> Iterator[Row]:
         # Many exports name JSON lines files .json: a first value followed by more is read as lines.
         if getattr(e, "msg", "") != "Extra data":
             raise UserError(f"{path}: not valid JSON ({e}); give a JSON list, a JSON object or JSON lines") from e
-        yield from _line_rows(path, name, text.splitlines())
+        yield from _line_rows(path, name, json_lines(text))
         return
     if isinstance(data, list):
         for n, record in enumerate(data, start=1):

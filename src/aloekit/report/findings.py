@@ -1,0 +1,344 @@
+"""What a run's numbers support, and what they do not: the report's "What this run shows" box.
+
+A report that lists 33.3% at every stage looks normal until one sees that every model answered "A" to every
+question. This module reads the summary (see :func:`aloekit.run.summary`) and states, in plain sentences with the
+numbers behind them, the findings a reader must not miss:
+
+* **answers**: a model giving one answer to most questions (its accuracy measures the answer position, not
+  knowledge), and an accuracy whose 95% CI includes chance (no evidence of better than guessing);
+* **stages**: whether each stage changed anything measurable, from the paired comparisons (accuracy change with
+  its paired CI, share of answers changed; attack success change and share of verdicts changed);
+* **weights**: a stage whose weights barely moved;
+* **generation**: unparseable replies, and replies cut at the token limit when that was recorded.
+
+Each finding is ``warning`` (read the result with this in mind), ``supported`` (a conclusion whose CI backs it)
+or ``unsupported`` (a conclusion a reader might draw that the CI does not back). The rules are stated in
+:data:`RULES` and shown with the box. Pure functions of the summary: rendering is :mod:`aloekit.report.html`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aloekit.evaluation.compare import DOMINANT_MIN_OPTIONS, DOMINANT_SHARE
+from aloekit.evaluation.stats import UNPARSEABLE
+from aloekit.report.numbers import excludes_zero, interval, number, percent, points, rate_text
+
+__all__ = [
+    "DEGENERATE_SHARE",
+    "RULES",
+    "Finding",
+    "answer_findings",
+    "chance_level",
+    "findings",
+    "generation_findings",
+    "one_answer",
+    "stage_findings",
+    "weight_findings",
+]
+
+Level = Literal["warning", "supported", "unsupported"]
+
+DEGENERATE_SHARE = 0.9
+"""One answer on at least this share of a benchmark's questions is flagged whatever the number of options: with
+2 or 3 options, 40% on one answer can be the gold's own share, 90% cannot be knowledge."""
+STILL_WEIGHTS = 1e-4
+"""A stage whose weights moved by less than this relative L2 change barely trained."""
+
+RULES = (
+    f"A model is flagged when one answer takes more than {DOMINANT_SHARE:.0%} of its predictions on a benchmark"
+    f" with {DOMINANT_MIN_OPTIONS} or more options, or at least {DEGENERATE_SHARE:.0%} with any number of options.",
+    "Chance is 1 / the number of options; an accuracy whose 95% CI includes it is no evidence of better than guessing.",
+    "A stage changed something measurable only when the paired 95% CI of its change (same questions or prompts"
+    " before and after) excludes 0.",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    topic: Literal["answers", "accuracy", "stage", "safety", "weights", "generation"]
+    text: str
+
+
+# --- answers and chance -------------------------------------------------------------------------------------------
+
+
+def chance_level(distribution: Mapping[str, Any]) -> float | None:
+    """1 / the number of options, read from the gold distribution's labels (unparseable is not an option)."""
+    labels = [k for k in (distribution.get("gold") or {}) if k != UNPARSEABLE]
+    return 1 / len(labels) if len(labels) >= 2 else None
+
+
+def one_answer(distribution: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The answer a model gives too often under :data:`RULES` (label, share), or None."""
+    predicted = {k: v for k, v in (distribution.get("predicted") or {}).items() if k != UNPARSEABLE}
+    shares = {k: number(v) or 0.0 for k, v in predicted.items()}
+    if not shares:
+        return None
+    label, top = max(shares.items(), key=lambda kv: kv[1])
+    options = len([k for k in (distribution.get("gold") or predicted) if k != UNPARSEABLE])
+    if top >= DEGENERATE_SHARE or (options >= DOMINANT_MIN_OPTIONS and top > DOMINANT_SHARE):
+        return label, top
+    return None
+
+
+def _distributions(summary: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Mapping[str, Any]]]:
+    """(formulation, model, benchmark, distribution) for every evaluated model."""
+    for formulation, models in (summary.get("answer_distributions") or {}).items():
+        for model, per in (models or {}).items():
+            for bench, d in (per or {}).items():
+                if isinstance(d, Mapping):
+                    yield str(formulation), str(model), str(bench), d
+
+
+def _accuracy(summary: Mapping[str, Any], formulation: str, model: str, bench: str) -> Mapping[str, Any] | None:
+    """The accuracy result behind a distribution: the summary's ``benchmarks`` are the log-likelihood ones."""
+    if formulation != "loglik":
+        return None
+    found = (((summary.get("benchmarks") or {}).get(model) or {}).get("benchmarks") or {}).get(bench)
+    return found if isinstance(found, Mapping) else None
+
+
+def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    """A warning per model and benchmark whose answers are stuck on one label or whose accuracy CI includes
+    chance; for the last evaluated model, a supported finding per benchmark it answers above chance."""
+    out: list[Finding] = []
+    last = list(summary.get("benchmarks") or {})[-1:] or [None]
+    for formulation, model, bench, d in _distributions(summary):
+        stuck = one_answer(d)
+        n = d.get("n")
+        if stuck:
+            gold = number((d.get("gold") or {}).get(stuck[0])) or 0.0
+            out.append(
+                Finding(
+                    "warning",
+                    "answers",
+                    f"{model} on {bench}: answers {stuck[0]} to {percent(stuck[1])} of n={_n(n)} questions (gold is"
+                    f" {stuck[0]} on {percent(gold)}): its accuracy measures how often {stuck[0]} is right, not"
+                    " medical knowledge.",
+                )
+            )
+        accuracy, chance = _accuracy(summary, formulation, model, bench), chance_level(d)
+        bounds = interval((accuracy or {}).get("acc_ci95"))
+        if accuracy is None or chance is None or bounds is None:
+            continue
+        measured = rate_text(accuracy.get("acc"), bounds, accuracy.get("n"))
+        if bounds[0] <= chance <= bounds[1]:
+            out.append(
+                Finding(
+                    "warning",
+                    "accuracy",
+                    f"{model} on {bench}: accuracy {measured} includes chance ({percent(chance)}): no evidence it"
+                    " answers better than guessing.",
+                )
+            )
+        elif model == last[0] and bounds[0] > chance and not stuck:
+            out.append(
+                Finding(
+                    "supported",
+                    "accuracy",
+                    f"{model} answers {bench} above chance: {measured} (chance {percent(chance)}).",
+                )
+            )
+    return out
+
+
+# --- stages -------------------------------------------------------------------------------------------------------
+
+
+def _pair(entry: Mapping[str, Any]) -> str:
+    text = f"{entry.get('before')} → {entry.get('after')}"
+    return f"{text}, first to last" if entry.get("kind") == "overall" else text
+
+
+def _changed_share(changes: Sequence[Mapping[str, Any]]) -> tuple[float, int] | None:
+    """The share of answers that changed over all compared questions (weighted by each benchmark's n)."""
+    sized = [(number(c.get("changed")), number(c.get("n"))) for c in changes]
+    total = sum(n for share, n in sized if share is not None and n)
+    if not total:
+        return None
+    return sum(share * n for share, n in sized if share is not None and n) / total, int(total)
+
+
+def stage_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    """Per compared pair of models (accuracy) and per red-teamed pair (safety): supported when a paired CI
+    excludes 0, else unsupported, with the share of answers or verdicts that changed."""
+    out: list[Finding] = []
+    for formulation, entries in (summary.get("comparisons") or {}).items():
+        for entry in entries or []:
+            if isinstance(entry, Mapping) and not entry.get("error"):
+                out.append(_accuracy_change(str(formulation), entry))
+    out += _safety_changes(summary)
+    return out
+
+
+FORMULATIONS = {"loglik": "log-likelihood", "cloze": "cloze", "generative": "generated answers"}
+
+
+def _accuracy_change(formulation: str, entry: Mapping[str, Any]) -> Finding:
+    benches = {str(k): c for k, c in (entry.get("benchmarks") or {}).items() if isinstance(c, Mapping)}
+    moved = [
+        f"{name} {points(c.get('delta'), c.get('delta_ci95'), c.get('n'))}"
+        for name, c in benches.items()
+        if excludes_zero(c.get("delta_ci95"))
+    ]
+    share = _changed_share(list(benches.values()))
+    answers = (
+        f"answers changed on {percent(share[0])} of n={share[1]:,} questions"
+        if share
+        else "answers changed: not measured"
+    )
+    where = f"{_pair(entry)} ({FORMULATIONS.get(formulation, formulation)})"
+    mean = entry.get("mean") or {}
+    averaged = number(mean.get("delta")) is not None and len(benches) > 1
+    if averaged:
+        shown = f"mean of {mean.get('benchmarks')} benchmarks {points(mean.get('delta'), mean.get('delta_ci95'))}"
+        if excludes_zero(mean.get("delta_ci95")):
+            moved.append(shown)
+    if moved:
+        return Finding("supported", "stage", f"{where} changed accuracy: {'; '.join(moved)}; {answers}.")
+    if not averaged:
+        shown = "; ".join(f"{k} {points(c.get('delta'), c.get('delta_ci95'), c.get('n'))}" for k, c in benches.items())
+    return Finding(
+        "unsupported",
+        "stage",
+        f"{where}: no measurable accuracy change ({shown or 'no benchmark compared'}; {answers}).",
+    )
+
+
+def _safety_changes(summary: Mapping[str, Any]) -> list[Finding]:
+    if "safety_changes" not in summary:
+        return _unpaired_safety(summary)
+    out: list[Finding] = []
+    for entry in summary.get("safety_changes") or []:
+        if not isinstance(entry, Mapping) or entry.get("error"):
+            continue
+        verdicts = number(entry.get("changed"))
+        same = number(entry.get("identical_replies"))
+        context = f"verdicts changed on {percent(verdicts)} of n={_n(entry.get('n'))}" if verdicts is not None else ""
+        if same is not None:
+            context += f", replies byte-identical on {percent(same)}"
+        for suite, c in (entry.get("suites") or {}).items():
+            change = points(c.get("delta"), c.get("delta_ci95"), c.get("n"))
+            what = f"{c.get('measure', 'rate')} on {suite}"
+            if excludes_zero(c.get("delta_ci95")):
+                direction = "lowered" if (number(c.get("delta")) or 0) < 0 else "raised"
+                text = f"{_pair(entry)} {direction} {what}: {change} ({context})."
+                out.append(Finding("supported", "safety", text))
+            else:
+                out.append(
+                    Finding(
+                        "unsupported",
+                        "safety",
+                        f"{_pair(entry)}: no measurable change in {what} ({change}; {context}).",
+                    )
+                )
+    return out
+
+
+SAFETY_RATES = {
+    "attack": ("attack_success", "attack success"),
+    "over-refusal": ("refusal_rate_on_safe", "refusal of safe prompts"),
+}
+
+
+def _unpaired_safety(summary: Mapping[str, Any]) -> list[Finding]:
+    """Without per-prompt verdicts (an older summary): the first and last safety results compared by their 95%
+    intervals; only intervals that do not overlap count as a change (a conservative test)."""
+    safety = summary.get("safety") or {}
+    before, after = safety.get("before") or {}, safety.get("after") or {}
+    old, new = before.get("results") or {}, after.get("results") or {}
+    if not old or not new or old == new:
+        return []
+    out = []
+    pair = f"{before.get('label', 'before')} → {after.get('label', 'after')}"
+    for suite, s in (new.get("suites") or {}).items():
+        key, measure = SAFETY_RATES.get(str(s.get("kind")), ("", ""))
+        was = ((old.get("suites") or {}).get(suite) or {}).get(key)
+        now = s.get(key)
+        a, b = interval((was or {}).get("ci95")), interval((now or {}).get("ci95"))
+        if not key or a is None or b is None:
+            continue
+        shown = f"{rate_text(was.get('rate'), a, was.get('n'))} → {rate_text(now.get('rate'), b, now.get('n'))}"
+        if a[1] < b[0] or b[1] < a[0]:
+            out.append(
+                Finding("supported", "safety", f"{pair} changed {measure} on {suite}: {shown} (intervals apart).")
+            )
+        else:
+            text = f"{pair}: no measurable change in {measure} on {suite} ({shown}; intervals overlap; not paired)."
+            out.append(Finding("unsupported", "safety", text))
+    return out
+
+
+def weight_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    out = []
+    for c in summary.get("weight_change") or []:
+        value = number(c.get("relative_l2")) if isinstance(c, Mapping) else None
+        if value is not None and value < STILL_WEIGHTS:
+            out.append(
+                Finding(
+                    "warning",
+                    "weights",
+                    f"{c.get('before')} → {c.get('after')}: the weights barely moved (relative change {value:.2g},"
+                    f" below {STILL_WEIGHTS:g}).",
+                )
+            )
+    return out
+
+
+# --- generation ---------------------------------------------------------------------------------------------------
+
+
+def _max_tokens(results: Mapping[str, Any]) -> int | None:
+    """The token limit of a Medprompt run's replies (its config's, else the documented default)."""
+    settings = (results.get("config") or {}).get("medprompt") or {}
+    if not settings:
+        return None
+    given = number(settings.get("max_tokens"))
+    return int(given) if given else (384 if settings.get("cot", True) else 32)
+
+
+def generation_findings(summary: Mapping[str, Any]) -> list[Finding]:
+    """Unparseable replies of generated answers (counted wrong) and, when recorded, the share cut at the token
+    limit (the cause: chain-of-thought that never reached its answer)."""
+    results = (summary.get("medprompt") or {}).get("results")
+    if not isinstance(results, Mapping):
+        return []
+    limit = _max_tokens(results)
+    out = []
+    for bench, r in (results.get("benchmarks") or {}).items():
+        unparseable = number((r or {}).get("unparseable_rate"))
+        if not unparseable:
+            continue
+        truncated = number(r.get("truncated_rate"))
+        if truncated is not None:
+            cause = f"{percent(truncated)} reached the limit of {limit or '?'} new tokens before an answer"
+        elif limit:
+            cause = f"replies capped at {limit} new tokens; how many were cut there: not measured"
+        else:
+            cause = "whether replies were cut at the token limit: not measured"
+        out.append(
+            Finding(
+                "warning",
+                "generation",
+                f"Medprompt on {bench}: {percent(unparseable)} of n={_n(r.get('n'))} replies unparseable (counted"
+                f" wrong; {cause}).",
+            )
+        )
+    return out
+
+
+def findings(summary: Mapping[str, Any]) -> list[Finding]:
+    """Every finding of the run, warnings first, then what the numbers support, then what they do not."""
+    found = answer_findings(summary) + stage_findings(summary) + weight_findings(summary)
+    found += generation_findings(summary)
+    order = {"warning": 0, "supported": 1, "unsupported": 2}
+    return sorted(found, key=lambda f: order[f.level])
+
+
+def _n(value: Any) -> str:
+    n = number(value)
+    return f"{int(n):,}" if n is not None else "?"
