@@ -658,7 +658,6 @@ def _comparisons(evals: dict[str, Any], seed: int) -> dict[str, list[dict[str, A
     """Per formulation: each evaluated model against the one before it (``kind: "step"``), then the last against
     the first (``kind: "overall"``), each ``{"before", "after", "kind"}`` plus :func:`compare_samples`'s result
     (or ``"error"``)."""
-    from itertools import pairwise
 
     from aloekit.evaluation.compare import compare_folders
 
@@ -666,11 +665,8 @@ def _comparisons(evals: dict[str, Any], seed: int) -> dict[str, list[dict[str, A
     for formulation in FORMULATIONS:
         folders = _evaluated(evals, formulation)
         labels = [label for label, folder in folders.items() if (folder / "samples.jsonl").is_file()]
-        pairs = [(a, b, "step") for a, b in pairwise(labels)]
-        if len(labels) > 2:
-            pairs.append((labels[0], labels[-1], "overall"))
         entries = []
-        for before, after, kind in pairs:
+        for before, after, kind in _stage_pairs(labels):
             entry: dict[str, Any] = {"before": before, "after": after, "kind": kind}
             try:
                 entry |= compare_folders(folders[before], folders[after], seed=seed)
@@ -684,28 +680,34 @@ def _comparisons(evals: dict[str, Any], seed: int) -> dict[str, list[dict[str, A
     return out
 
 
+def _stage_pairs(labels: list[str]) -> list[tuple[str, str, str]]:
+    """Each model against the one before it ("step"), then the last against the first ("overall") when there
+    are more than two."""
+    from itertools import pairwise
+
+    pairs = [(a, b, "step") for a, b in pairwise(labels)]
+    if len(labels) > 2:
+        pairs.append((labels[0], labels[-1], "overall"))
+    return pairs
+
+
 def _safety_samples(folder: Path) -> list[dict[str, Any]] | None:
     """A safety evaluation's per-prompt verdicts (samples.jsonl), or None when missing or malformed."""
     path = folder / "samples.jsonl"
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError):
+        return [json.loads(line) for line in json_lines(path.read_text(encoding="utf-8")) if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
 
 def _safety_changes(folders: dict[str, Path], seed: int) -> list[dict[str, Any]]:
     """Each red-teamed model against the one before it, then the last against the first (as :func:`_comparisons`),
     on the prompts both were judged on (:func:`compare_verdicts`), or ``"error"``."""
-    from itertools import pairwise
 
     from aloekit.evaluation.safety_compare import compare_verdicts
 
-    labels = list(folders)
-    pairs = [(a, b, "step") for a, b in pairwise(labels)]
-    if len(labels) > 2:
-        pairs.append((labels[0], labels[-1], "overall"))
     out = []
-    for before, after, kind in pairs:
+    for before, after, kind in _stage_pairs(list(folders)):
         entry: dict[str, Any] = {"before": before, "after": after, "kind": kind}
         old, new = _safety_samples(folders[before]), _safety_samples(folders[after])
         if old is None or new is None:

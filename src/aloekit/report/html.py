@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from aloekit.evaluation.stats import wilson_ci
 from aloekit.models import atomic_write_text
 from aloekit.report import charts
 from aloekit.report.findings import RULES, Finding, chance_level, findings, one_answer
+from aloekit.report.numbers import number
 
 __all__ = [
     "NOT_RUN",
@@ -164,17 +164,6 @@ class Section:
 
 
 # --- numbers ----------------------------------------------------------------------------------------------------
-
-
-def number(value: Any) -> float | None:
-    """A finite float, or None for missing, null (JSON's NaN) and NaN."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) or math.isinf(number) else number
 
 
 def _fmt(value: float, signed: bool) -> str:
