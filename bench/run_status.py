@@ -97,6 +97,31 @@ def status(run: Path) -> list[str]:
             )
             for key, measure in measures:
                 lines.append(f"| {short} | {measure} | " + " | ".join(_rate(s.get(key)) for s in found) + " |")
+    lines += _paired_safety(run, list(safety))
+    return lines
+
+
+def _paired_safety(run: Path, models: list[str]) -> list[str]:
+    """Final against base and against merged, paired on the prompts both were judged on (compare_verdicts)."""
+    from aloekit.evaluation.safety_compare import compare_verdicts
+    from aloekit.textio import json_lines
+
+    def samples(model: str) -> list[dict[str, Any]]:
+        text = (run / "safety" / model / "samples.jsonl").read_text(encoding="utf-8")
+        return [json.loads(line) for line in json_lines(text) if line.strip()]
+
+    pairs = [(m, "dpo_safety") for m in ("base", "merged") if m in models and "dpo_safety" in models]
+    if not pairs:
+        return []
+    lines = ["", "Safety, paired on the same prompts (change as a difference of rates, bootstrap 95% CI):", ""]
+    lines += ["| before -> after | suite | measure | n | before | after | change |", "|---|---|---|---|---|---|---|"]
+    for before, after in pairs:
+        change = compare_verdicts(samples(before), samples(after))
+        for suite, c in change["suites"].items():
+            lines.append(
+                f"| {before} -> {after} | {suite} | {c['measure']} | {c['n']} | {c['rate_before']:.1%} | "
+                f"{c['rate_after']:.1%} | " + estimate(c["delta"], c["delta_ci95"], signed=True) + " |"
+            )
     return lines
 
 
