@@ -402,3 +402,71 @@ def test_harmful_requests_become_refusals_in_their_attack_styles_and_survive_nea
 def test_an_unknown_attack_style_in_the_mixture_names_the_known_ones() -> None:
     with pytest.raises(UserError, match=r"unknown attack style 'pirate'.*role_play"):
         config(NO_EVAL + "sources: [{source: advbench}]\nsafety: {styles: [plain, pirate]}")
+
+
+def test_rotations_teach_every_question_at_every_letter_and_keep_its_copies_on_one_side_of_the_split(
+    tmp_path: Path,
+) -> None:
+    from collections import Counter, defaultdict
+
+    rng = random.Random(3)
+    rows = [
+        {
+            "question": f"q{i} {' '.join(rng.choices(WORDS, k=10))}?",
+            "options": [" ".join(rng.choices(WORDS, k=3)) for _ in range(4)],
+            "answer": rng.randrange(4),
+        }
+        for i in range(60)
+    ]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = config(
+        f"sources: [{{format: mcq, path: {tmp_path / 'q.jsonl'}, cap: 120}}]\nvalidation: 0.25\n"
+        f"mcq: {{rotations: 4, plain_share: 0.5}}\n{NO_EVAL}"
+    )
+    build(cfg, tmp_path / "o", log=quiet)
+    train, val = lines(tmp_path / "o" / "train.jsonl"), lines(tmp_path / "o" / "validation.jsonl")
+    # The cap counts samples and keeps whole questions: 120 samples = 30 questions x 4 letters.
+    assert len(train) + len(val) == 120
+    copies: dict[str, list[dict]] = defaultdict(list)
+    for split, samples in (("train", train), ("validation", val)):
+        for s in samples:
+            copies[s["id"].rsplit(":rot", 1)[0]].append({**s, "split": split})
+    assert len(copies) == 30
+    for group in copies.values():
+        assert len(group) == 4 and len({s["split"] for s in group}) == 1  # never on both sides of the split
+        assert len({s["task"] for s in group}) == 1  # one format per question, so each format stays balanced
+        answers = Counter(s["messages"][-1]["content"].strip()[-1] for s in group)
+        assert answers == Counter("ABCD"), answers  # the key at every letter exactly once
+
+
+def test_benign_look_alikes_are_answered_by_the_responder_and_refusals_among_the_answers_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aloekit.config import EngineConfig
+    from aloekit.data.sources.lookalike import lookalike_prompts
+    from support import ScriptedEngine
+
+    def reply(request: object) -> str:
+        question = request.messages[-1]["content"]  # type: ignore[attr-defined]
+        return "I'm sorry, but I can't help with that." if "Python" in question else f"Here is how: {question}"
+
+    engine = ScriptedEngine(reply)
+    monkeypatch.setattr(EngineConfig, "load", lambda self, **_: engine)
+    cfg = config(f"sources: [{{source: lookalike}}]\nvalidation: 0\nresponder: {{model: x}}\n{NO_EVAL}")
+    build(cfg, tmp_path / "o", log=quiet)
+    train = lines(tmp_path / "o" / "train.jsonl")
+    prompts = {p for _, _, p in lookalike_prompts()}
+    assert train and all(s["messages"][-2]["content"] in prompts for s in train)
+    assert all(s["messages"][-1]["content"].startswith("Here is how: ") for s in train)
+    assert not any("Python" in s["messages"][-2]["content"] for s in train)  # its only answers were refusals
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert stats["dropped"]["prefs"]["helpful response reads as a refusal"]["count"] >= 1, stats["dropped"]
+
+
+def test_without_a_responder_look_alikes_without_answers_are_dropped_and_counted(tmp_path: Path) -> None:
+    cfg = config(f"sources: [{{source: lookalike}}, {{format: alpaca, path: {tmp_path / 'a.json'}}}]\n{NO_EVAL}")
+    alpaca(tmp_path / "a.json", distinct_rows("a", 20))
+    build(cfg, tmp_path / "o", log=quiet)
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert stats["sources"]["lookalike"].get("train", 0) == 0
+    assert stats["dropped"]["format"]["benign prompt without an answer"]["count"] == 348

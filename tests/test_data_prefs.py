@@ -230,3 +230,34 @@ def test_refusal_templates_make_a_pair_for_a_request_that_ships_only_its_complia
     (pair,) = redteam_pairs([request], styles=["plain"], seed=0, tally=Tally(), refusal_templates=True)
     assert pair.chosen in SAFE_REFUSALS and is_refusal(pair.chosen)
     assert pair.rejected == "Sure, here"
+
+
+def test_rotated_answer_pairs_choose_and_reject_every_letter_equally_often_so_a_letter_prior_earns_nothing() -> None:
+    from collections import Counter
+
+    from aloekit.data.prefs import answer_pairs
+    from aloekit.data.prefs_build import _split
+
+    # Keys leaning to "A" (as in MedMCQA-like sources): rotation must cancel the lean, not inherit it.
+    items = [
+        MCQItem(id=f"q{i}", question=f"Which {i}?", options=(f"r{i}", f"w{i}", f"x{i}", f"y{i}"), answer=0)
+        for i in range(30)
+    ]
+    pairs = answer_pairs(items, seed=0, tally=Tally(), rotations=4, option_text=True)
+    assert len(pairs) == 120
+    chosen = Counter(p.chosen.split(".")[0] for p in pairs)
+    rejected = Counter(p.rejected.split(".")[0] for p in pairs)
+    assert chosen == rejected == Counter({f"Answer: {x}": 30 for x in "ABCD"})
+    for item in items:
+        mine = [p for p in pairs if p.id.startswith(f"{item.id}:rot")]
+        # One question: the key's text is always chosen, the same wrong option's text always rejected.
+        assert {p.chosen.split(". ", 1)[1] for p in mine} == {f"r{item.id[1:]}"}
+        assert len({p.rejected.split(". ", 1)[1] for p in mine}) == 1
+        assert all(p.chosen.split(". ", 1)[1] in p.prompt[-1]["content"] for p in mine)
+
+    class Split:
+        seed, validation = 0, 0.2
+
+    halves = _split(pairs, Split())  # type: ignore[arg-type]
+    held = {p.id.split(":rot")[0] for p in halves["validation"]}
+    assert len(held) == 6 and not held & {p.id.split(":rot")[0] for p in halves["train"]}

@@ -149,6 +149,17 @@ def test_a_subset_at_least_as_large_as_the_benchmark_takes_every_question():
     assert subset_indices(7, 7, seed=0) == subset_indices(7, 50, seed=1) == subset_indices(7, None, 2) == list(range(7))
 
 
+def test_a_group_shares_its_subset_over_its_members_by_size_and_a_lone_benchmark_gets_it_whole():
+    from aloekit.evaluation.mcqa import subset_sizes
+
+    totals = {"pubmedqa": 500, "mmlu_anatomy": 135, "mmlu_clinical_knowledge": 265, "mmlu_medical_genetics": 100}
+    groups = {"mmlu_medical": ("mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_medical_genetics", "mmlu_virology")}
+    sizes = subset_sizes(totals, groups, 300)
+    assert sizes == {"pubmedqa": 300, "mmlu_anatomy": 81, "mmlu_clinical_knowledge": 159, "mmlu_medical_genetics": 60}
+    assert subset_sizes(totals, groups, 600)["mmlu_anatomy"] == 600  # the group is smaller: every question
+    assert subset_sizes(totals, groups, None) == dict.fromkeys(totals)
+
+
 def test_two_models_answer_the_same_subset_and_results_say_how_it_was_drawn(tmp_path):
     bench = f"file:{_mcq_file(tmp_path / 'q.jsonl', 12)}"
     config = MCQAConfig(benchmarks=(bench,), subset=5, seed=7)

@@ -221,7 +221,8 @@ class SafetySection(_Config):
     full_models: tuple[ModelLabel, ...] | None = Field(
         None,
         description="When set, only these models get every prompt of ``limit``; the others get the fixed seeded "
-        "sample of ``subset`` prompts per suite (the same for each of them), to save time on intermediate models.",
+        "sample of ``subset`` prompts per suite (the same for each of them), and no BBQ or TruthfulQA, to save "
+        "time on intermediate models.",
     )
     subset: int | None = Field(None, ge=1, description="Prompts per suite for models outside full_models.")
     max_tokens: int = Field(256, ge=1, description="Most new tokens per reply.")

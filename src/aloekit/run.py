@@ -491,6 +491,10 @@ def _medprompt(recipe: RecipeConfig, ctx: StageContext, model: str) -> dict[str,
     return outputs
 
 
+def _full_model(section: Any, label: str) -> bool:
+    return section.full_models is None or label in section.full_models
+
+
 def _safety_limit(section: Any, label: str) -> int | None:
     """Prompts per suite for ``label``: every one of ``limit`` for full models, the ``subset`` sample for others."""
     if section.full_models is None or label in section.full_models or section.subset is None:
@@ -533,9 +537,11 @@ def _stage_safety(recipe: RecipeConfig) -> Callable[[StageContext], dict[str, An
                             max_tokens=section.max_tokens,
                             seed=ctx.seed,
                             model=record,
-                            bias=section.bias,
+                            # BBQ and TruthfulQA measure what the issue compares before and after (base and
+                            # final): intermediate models outside full_models skip them (~7 min each here).
+                            bias=section.bias and _full_model(section, label),
                             bbq_limit=section.bbq_limit,
-                            truthfulness=section.truthfulness,
+                            truthfulness=section.truthfulness and _full_model(section, label),
                             truthfulqa_limit=section.truthfulqa_limit,
                             progress=sys.stderr.isatty(),
                             log=ctx.log,

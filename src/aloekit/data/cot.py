@@ -39,6 +39,7 @@ from aloekit.prompting.answers import extract_choice
 __all__ = [
     "CoTConfig",
     "CoTStats",
+    "answer_prompt",
     "explanation_cot",
     "generate_cot",
     "load_verified",
@@ -110,6 +111,16 @@ def question_prompt(item: MCQItem) -> str:
         f"{context}Question: {item.question}\n\nOptions:\n{_lettered(item)}\n"
         f"Think step by step, then give your final answer on the last line as 'Answer: X', where X is one of "
         f"{letters}."
+    )
+
+
+def answer_prompt(item: MCQItem) -> str:
+    """The question with its lettered options and a request for the answer alone (no reasoning asked for)."""
+    context = f"{item.context}\n\n" if item.context else ""
+    letters = ", ".join(item.letters)
+    return (
+        f"{context}Question: {item.question}\n\nOptions:\n{_lettered(item)}\n"
+        f"Give the right option as 'Answer: X', where X is one of {letters}."
     )
 
 

@@ -21,17 +21,23 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from aloekit.config import _Config
+from aloekit.config import EngineConfig, _Config
 from aloekit.data import dataset
 from aloekit.data.clean import CleanConfig, clean_chat, clean_harmful, clean_mcq
 from aloekit.data.cot import explanation_cot, load_verified
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import DedupConfig, exact_dedup, near_dedup
-from aloekit.data.prefs import pick_styles, template_refusal
+from aloekit.data.prefs import benign_pairs, pick_styles, template_refusal
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import SOURCES, BenignItem, load_source
 from aloekit.data.tally import Tally
-from aloekit.data.templates import is_yes_no_maybe, mcq_to_chat, mcq_to_plain, open_qa_to_chat, with_system
+from aloekit.data.templates import (
+    is_yes_no_maybe,
+    mcq_to_chat,
+    mcq_to_plain,
+    rotated,
+    with_system,
+)
 from aloekit.errors import MalformedRow, UserError
 from aloekit.safety.styles import STYLES, apply_style
 
@@ -110,6 +116,16 @@ class MCQFormat(_Config):
         "template: the layout of log-likelihood benchmarks) instead of as a chat; the rest stay chats (with "
         "chain-of-thought where there is one). Chosen per item by a hash, so an item keeps its format.",
     )
+    rotations: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Copies of each question, its options rotated so the key sits at that many different letters "
+        "(4 on 4-option items: at every letter once). Every question then carries each letter equally, so a "
+        "letter prior lowers no loss at all, even on the part of the data a short run sees; only reading the "
+        "options can. Copies are made after dedup (they would be near-duplicates of each other); with rotations "
+        "> 1, balance_letters is implied. PubMedQA's yes/no/maybe items are not rotated.",
+    )
 
 
 class SafetyFormat(_Config):
@@ -161,6 +177,12 @@ class MixtureConfig(_Config):
     safety: SafetyFormat = Field(
         default_factory=SafetyFormat, description="Refusal samples from harmful-request sources."
     )
+    responder: EngineConfig | None = Field(
+        None,
+        description="Model that answers benign prompts shipped without an answer (the 'lookalike' source); an "
+        "answer that reads as a refusal is dropped and counted. None: such prompts are dropped.",
+    )
+    responder_max_tokens: int = Field(128, ge=16, description="Most new tokens per answer the responder writes.")
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate removal (MinHash-LSH).")
     near_dedup: bool = Field(True, description="Run MinHash-LSH near-duplicate removal after exact dedup.")
@@ -219,27 +241,38 @@ def styled_requests(request: HarmfulRequest, config: SafetyFormat, seed: int) ->
 
 
 def to_chat(
-    record: Record, label: str, config: MixtureConfig, teacher: dict[str, str], tally: Tally
+    record: Record,
+    label: str,
+    config: MixtureConfig,
+    teacher: dict[str, str],
+    tally: Tally,
+    *,
+    original: MCQItem | None = None,
 ) -> tuple[ChatSample | None, str]:
     """A chat sample for SFT (or None, counted), and where an MCQ's reasoning came from: teacher, explanation or
-    none (answer only); "n/a" for other records."""
+    none (answer only); "n/a" for other records. ``original``: the question a rotated copy was made from (its
+    id picks the format, so all copies of one question share it, and keys its teacher reasoning)."""
     if isinstance(record, MCQItem):
-        item = balanced(record, config.seed) if config.mcq.balance_letters else record
-        if config.mcq.plain_share and _hash_share("plain", record.id, config.seed) < config.mcq.plain_share:
+        source = original or record
+        if original is not None:
+            item = record  # already rotated
+        else:
+            item = balanced(record, config.seed) if config.mcq.balance_letters else record
+        if config.mcq.plain_share and _hash_share("plain", source.id, config.seed) < config.mcq.plain_share:
             return _relabel(mcq_to_plain(item, seed=config.seed), label), "plain"
-        reasoning, origin = teacher.get(record.id), "teacher"
+        reasoning, origin = teacher.get(source.id), "teacher"
         if reasoning is None and config.cot.explanations:
-            reasoning, origin = explanation_cot(record), "explanation"
+            reasoning, origin = explanation_cot(source), "explanation"
         if reasoning is None:
             origin = "none"
-        elif item is not record:
+        elif item.options != source.options:
             # Reasoning was written for the original order: its closing "Answer: X" is dropped (the right letter
             # is added back), and reasoning that still names an option by its old letter is not used.
             reasoning = _ANSWER_LINE.sub("", reasoning).rstrip()
         try:
             sample = mcq_to_chat(item, seed=config.seed, reasoning=reasoning, system=config.system_prompt)
         except MalformedRow:
-            if item is record:
+            if item.options == source.options:
                 raise
             tally.drop("format", "reasoning names an option by its letter before reordering (answer kept)", record.id)
             sample, origin = mcq_to_chat(item, seed=config.seed, system=config.system_prompt), "none"
@@ -257,13 +290,49 @@ def to_chat(
         if not record.answer:
             tally.drop("format", "benign prompt without an answer", record.id)
             return None, "n/a"
-        return open_qa_to_chat(
-            record.id, record.prompt, record.answer, source=label, seed=config.seed, system=config.system_prompt
-        ), "n/a"
+        # Asked as written, like the harmful requests it must be told apart from (a question template around
+        # it would teach the difference on the template's words).
+        messages = [{"role": "user", "content": record.prompt}, {"role": "assistant", "content": record.answer}]
+        sample = ChatSample(id=record.id, messages=tuple(messages), source=label, task="open_qa")
+        return with_system(sample, config.system_prompt), "n/a"
     raise UserError(f"source '{label}' holds preference pairs: list it in a preference config (`aloe data prefs`)")
 
 
 _ANSWER_LINE = re.compile(r"\n*Answer: [A-J]\s*$")
+
+
+def _answer_benign(
+    records: list[Record], label: str, config: MixtureConfig, tally: Tally, log: Callable[[str], None]
+) -> list[Record]:
+    """``records`` with the benign prompts that ship no answer answered by the responder (helpful answers only;
+    refusals are dropped and counted); unchanged without a responder or without such prompts."""
+    asked = [r for r in records if isinstance(r, BenignItem) and not (r.answer and r.answer.strip())]
+    if not asked or config.responder is None:
+        return records
+    log(f"{label}: the responder answers {len(asked)} prompts")
+    engine = config.responder.load()
+    try:
+        pairs = benign_pairs(
+            [(r.id, r.prompt, None) for r in asked],
+            seed=config.seed,
+            tally=tally,
+            source=label,
+            responder=engine,
+            max_tokens=config.responder_max_tokens,
+            progress=True,
+        )
+    finally:
+        engine.close()
+    answers = {p.id.rsplit(":", 1)[0]: p.chosen for p in pairs}
+    asked_ids = {r.id for r in asked}
+    out: list[Record] = []
+    for r in records:
+        if isinstance(r, BenignItem) and r.id in asked_ids:
+            if r.id in answers:
+                out.append(dataclasses.replace(r, answer=answers[r.id]))
+            continue
+        out.append(r)
+    return out
 
 
 def _hash_share(purpose: str, key: str, seed: int) -> float:
@@ -349,6 +418,7 @@ def build(
     general_labels: set[str] = set()
     teacher = teacher_reasoning(config.cot.teacher)
     styled: dict[str, tuple[str, list[HarmfulRequest]]] = {}
+    rotations: dict[str, tuple[str, MCQItem, list[MCQItem]]] = {}
     for source in config.sources:
         label = source.label
         spec = SOURCES.get(source.source or "")
@@ -359,6 +429,7 @@ def build(
         funnel[label]["read"] = len(records) + tally.total() - before
         funnel[label]["malformed"] = tally.total() - before
         cleaned = [r for r in (clean_record(r, config.clean, tally) for r in records) if r is not None]
+        cleaned = _answer_benign(cleaned, label, config, tally, log)
         funnel[label]["cleaned out"] = len(records) - len(cleaned)
         for record in cleaned:
             key = content_key(record)
@@ -370,6 +441,10 @@ def build(
                 record = dataclasses.replace(record, safe_response=variants[0].safe_response)
                 if config.safety.styles:
                     styled[f"{label}:{record.id}"] = (label, variants)
+            elif isinstance(record, MCQItem) and config.mcq.rotations > 1:
+                copies = rotated(record, config.mcq.rotations, config.seed)
+                if len(copies) > 1:
+                    rotations[f"{label}:{record.id}"] = (label, record, copies)
             sample, origin = to_chat(record, label, config, teacher, tally)
             if sample is None:
                 funnel[label]["unusable"] += 1
@@ -412,6 +487,14 @@ def build(
     count_by_source("near duplicates", clean_entries, unique_entries)
     unique = []
     for entry in unique_entries:
+        rotation = rotations.get(entry.where())
+        if rotation is not None:
+            label, original, copies = rotation
+            for copy in copies:
+                sample = to_chat(copy, label, config, teacher, tally, original=original)[0]
+                if sample is not None:
+                    unique.append(sample)
+            continue
         label_variants = styled.get(entry.where())
         if label_variants is None:
             unique.append(entry.sample)
@@ -533,9 +616,15 @@ def mix_and_split(
         funnel[entry.label]["available"] = len(pool)
         distinct = min(len(pool), entry.cap or len(pool))
         target = round(distinct * entry.weight)
-        chosen = rng.sample(pool, min(distinct, target))
-        n_val = round(len(chosen) * config.validation)
-        val, tr = chosen[:n_val], chosen[n_val:]
+        # Copies of one item (its rotations, its attack styles) are drawn and split together: a cap then keeps
+        # whole questions (every letter once), and no question sits on both sides of the split.
+        groups = _item_groups(pool)
+        per_group = len(pool) / len(groups) if groups else 1.0
+        picked = rng.sample(groups, min(len(groups), round(min(distinct, target) / per_group)))
+        n_val = round(len(picked) * config.validation)
+        val = [s for group in picked[:n_val] for s in group]
+        tr = [s for group in picked[n_val:] for s in group]
+        chosen = val + tr
         repeats = target - len(chosen)
         if repeats > 0 and tr:
             tr = tr + [_repeat(s, i) for i, s in enumerate(rng.choices(tr, k=repeats))]
@@ -548,6 +637,18 @@ def mix_and_split(
     rng.shuffle(train_rows)
     rng.shuffle(validation)
     return {"train": train_rows, "validation": validation}, share
+
+
+_COPY_SUFFIX = re.compile(r":(?:rot\d+|" + "|".join(map(re.escape, STYLES)) + r")$")
+
+
+def _item_groups(samples: Sequence[ChatSample]) -> list[list[ChatSample]]:
+    """``samples`` grouped by the item they were made from (ids ``<item>:rot<k>`` or ``<item>:<style>``), in
+    first-seen order; a sample of its own is a group of one."""
+    groups: dict[str, list[ChatSample]] = {}
+    for s in samples:
+        groups.setdefault(_COPY_SUFFIX.sub("", s.id), []).append(s)
+    return list(groups.values())
 
 
 def _repeat(sample: ChatSample, i: int) -> ChatSample:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from aloekit.data.cot import question_prompt
+from aloekit.data.cot import answer_prompt, question_prompt
 from aloekit.data.schema import HarmfulRequest, MCQItem, Message, PreferencePair
 from aloekit.data.tally import Tally
+from aloekit.data.templates import rotated
 from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.errors import MalformedRow, UserError
 from aloekit.prompting.answers import extract_choice
@@ -77,8 +78,8 @@ COMPLY_SYSTEM = (
     "user's request directly, without refusing, apologising or adding warnings."
 )
 HELPFUL_SYSTEM = (
-    "You are a knowledgeable medical assistant. The question may sound alarming but has a legitimate purpose: "
-    "answer it accurately and helpfully, with the safety information a clinician would add."
+    "You are a knowledgeable, helpful assistant. The question may sound alarming but has a harmless, legitimate "
+    "meaning: answer it accurately and helpfully, with the safety information a clinician would add where it matters."
 )
 
 
@@ -152,29 +153,45 @@ def medical_pairs(
     return pairs
 
 
-def answer_pairs(items: Sequence[MCQItem], *, seed: int, tally: Tally) -> list[PreferencePair]:
+def answer_pairs(
+    items: Sequence[MCQItem], *, seed: int, tally: Tally, rotations: int = 1, option_text: bool = False
+) -> list[PreferencePair]:
     """Pairs that need no policy model: the question as the policy path asks it, ``Answer: <key>`` chosen over
     ``Answer: <a wrong option>`` rejected (the wrong option drawn by a hash of (seed, item id)).
 
-    The two replies differ only in the letter, so DPO's whole signal is which option is right; it costs no
+    The two replies differ only in the option, so DPO's whole signal is which option is right; it costs no
     generation, so thousands of held-apart training questions fit a CPU budget where the policy path fits dozens.
+    ``rotations`` > 1 asks each question that many times with its options rotated (ids ``<id>:rot<k>``, see
+    :func:`~aloekit.data.templates.rotated`), the same wrong option rejected each time: every letter is then
+    chosen and rejected equally often, so preferring a letter earns no reward (with letters dealt at random,
+    the few extra pairs of one letter were enough for DPO to push one letter to nearly every answer).
+    ``option_text`` adds the option after the letter (``Answer: B. <option>``), so the preference also holds on
+    the option's words, which a small model can learn from where a bare letter gives it little to go on.
     """
     pairs = []
     for item in items:
-        wrong = [letter for letter in item.letters if letter != item.answer_letter]
+        wrong = [i for i in range(len(item.options)) if i != item.answer]
         rejected = random.Random(f"{seed}:wrong:{item.id}").choice(wrong)
-        pair = _pair(
-            tally,
-            id=f"{item.id}:medical",
-            prompt=_user(question_prompt(item)),
-            chosen=f"Answer: {item.answer_letter}",
-            rejected=f"Answer: {rejected}",
-            source=item.source or "mcqa",
-            category="medical",
-        )
-        if pair is not None:
-            pairs.append(pair)
+        copies = rotated(item, rotations, seed)
+        for copy in copies:
+            shift = copy.options.index(item.options[rejected]) if len(copies) > 1 else rejected
+            pair = _pair(
+                tally,
+                id=copy.id if len(copies) > 1 else f"{item.id}:medical",
+                prompt=_user(answer_prompt(copy)),
+                chosen=_answer(copy, copy.answer, option_text),
+                rejected=_answer(copy, shift, option_text),
+                source=item.source or "mcqa",
+                category="medical",
+            )
+            if pair is not None:
+                pairs.append(pair)
     return pairs
+
+
+def _answer(item: MCQItem, index: int, option_text: bool) -> str:
+    letter = item.letters[index]
+    return f"Answer: {letter}. {item.options[index]}" if option_text else f"Answer: {letter}"
 
 
 # --- red-teaming ----------------------------------------------------------------------------------------------

@@ -45,6 +45,17 @@ class MedicalPrefs(_Config):
     balance_letters: bool = Field(
         False, description="Reorder options so the key's letter is dealt evenly (see the mixture's mcq section)."
     )
+    rotations: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="wrong_option only: ask each question this many times, options rotated so the key (and the "
+        "rejected option) move over the letters: every letter is chosen and rejected equally often, and a letter "
+        "preference earns nothing (see the mixture's mcq.rotations).",
+    )
+    option_text: bool = Field(
+        False, description="wrong_option only: replies name the option too ('Answer: B. <option>')."
+    )
     cot: ReasoningConfig = Field(
         default_factory=ReasoningConfig, description="Where the verified reasoning (chosen) comes from."
     )
@@ -142,7 +153,9 @@ def build_prefs(
         if m.rejected == "wrong_option":
             if m.limit is not None and len(items) > m.limit:
                 items = random.Random(config.seed).sample(items, m.limit)
-            made = prefs.answer_pairs(items, seed=config.seed, tally=tally)
+            made = prefs.answer_pairs(
+                items, seed=config.seed, tally=tally, rotations=m.rotations, option_text=m.option_text
+            )
             log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
             funnel["medical"].update({"read": len(items), "pairs": len(made)})
             pairs += made

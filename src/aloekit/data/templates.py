@@ -12,7 +12,9 @@ Slots: ``{question}``, ``{options}`` (lettered, one per line), ``{context}``, ``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import random
 from collections.abc import Sequence
 
 from aloekit.data.clean import read_choice, with_answer_line
@@ -213,3 +215,21 @@ def with_system(sample: ChatSample, system: str | None) -> ChatSample:
     return ChatSample(
         id=sample.id, messages=({"role": "system", "content": system}, *turns), source=sample.source, task=sample.task
     )
+
+
+def rotated(item: MCQItem, rotations: int, seed: int) -> list[MCQItem]:
+    """``rotations`` copies of ``item`` (ids ``<id>:rot<k>``), its options cyclically shifted so the key walks
+    over evenly spaced letters from a start dealt by a hash of (seed, id). The options keep their cyclic order,
+    so each copy asks the same question; over the copies every letter is the key equally often. Yes/no/maybe
+    items (scored by word) and single copies come back as ``[item]``."""
+    n = len(item.options)
+    if rotations <= 1 or is_yes_no_maybe(item.options):
+        return [item]
+    start = random.Random(f"{seed}:rotate:{item.id}").randrange(n)
+    copies = []
+    for k in range(min(rotations, n)):
+        target = (start + k * n // min(rotations, n)) % n
+        shift = (target - item.answer) % n
+        options = tuple(item.options[(i - shift) % n] for i in range(n))
+        copies.append(dataclasses.replace(item, id=f"{item.id}:rot{k}", options=options, answer=target))
+    return copies

@@ -104,10 +104,11 @@ def evaluate(
     fingerprint = str(model["fingerprint"])
     database, medprompt_record = _medprompt_database(config, loaded)
     runs: list[BenchmarkRun] = []
+    sizes = subset_sizes({name: len(loaded[name][0]) for name in names}, groups, config.subset)
     for name in names:
         bench = benchmarks.get(name)
         every, shots = loaded[name]
-        indices = subset_indices(len(every), config.subset, config.seed) if config.subset is not None else None
+        indices = subset_indices(len(every), sizes[name], config.seed) if config.subset is not None else None
         items = every if indices is None else [every[i] for i in indices]
         if config.mode == "medprompt":
             run = _score_medprompt(engine, bench, items, database, config, cache, fingerprint, progress)
@@ -132,6 +133,24 @@ def evaluate(
 
 Loaded = dict[str, tuple[list[MCQItem], list[MCQItem]]]
 """benchmark name -> (evaluation items, few-shot examples)."""
+
+
+def subset_sizes(
+    totals: dict[str, int], groups: dict[str, tuple[str, ...]], subset: int | None
+) -> dict[str, int | None]:
+    """Questions to sample per benchmark for ``subset``: a benchmark asked for alone gets ``subset``; the members
+    of a group asked for (MMLU medical's six subjects) share ``subset`` in proportion to their sizes, so the group,
+    which the report pools, is sampled like one benchmark (at least one question per member)."""
+    sizes: dict[str, int | None] = dict.fromkeys(totals, subset)
+    if subset is None:
+        return sizes
+    for members in groups.values():
+        present = [m for m in members if m in totals]
+        total = sum(totals[m] for m in present)
+        if total > subset:
+            for m in present:
+                sizes[m] = max(1, round(subset * totals[m] / total))
+    return sizes
 
 
 def subset_indices(n_total: int, n: int | None, seed: int) -> list[int]:

@@ -103,10 +103,18 @@ class SourceSpec:
     """Layout of the local file (a key of the format table); None for evaluation-only sources."""
     hub_format: str | None = None
     """Layout of the Hub rows, when it differs from the local file's."""
+    built_in: Callable[[], list[Record]] | None = None
+    """Records shipped with aloekit itself (no file, no Hub): the source reads these."""
 
 
 SOURCES: dict[str, SourceSpec]
 """Every registered source by name (built on first use: see ``__getattr__``)."""
+
+
+def _lookalikes() -> list[Record]:
+    from aloekit.data.sources.lookalike import lookalike_items
+
+    return list(lookalike_items())
 
 
 @cache
@@ -180,6 +188,17 @@ def _declare() -> dict[str, SourceSpec]:
             "medexqa/train.jsonl",
             None,
             format="medqa",
+        ),
+        SourceSpec(
+            "lookalike",
+            "benign",
+            "Benign look-alike requests written for aloekit (homonyms, figurative language, safe targets and "
+            "contexts, definitions, history, medical safety questions): prompts only, answered by a responder; "
+            "they keep a safety-trained model helpful on safe questions that sound unsafe.",
+            None,
+            None,
+            format="benign",
+            built_in=_lookalikes,
         ),
         # --- medical instructions ---------------------------------------------------------------------------
         SourceSpec(
@@ -342,6 +361,8 @@ def load_source(
     if format is not None and format not in FORMATS:
         raise UserError(f"unknown format '{format}': choose from {', '.join(FORMATS)}")
 
+    if spec is not None and spec.built_in is not None and path is None and hub is None:
+        return spec.built_in()[:limit]
     if path is not None:
         label, fmt, rows = _local(Path(path), None, spec, format)
     elif hub is None and spec is not None and spec.local and data_dir is not None:
