@@ -293,3 +293,16 @@ def test_aloe_eval_formulation_cloze_and_subset_flags(tmp_path, tiny_llama):
     assert (results["formulation"], results["headline"]) == ("cloze", "acc_norm")
     assert results["benchmarks"][bench]["sampled"] == {"of": 6, "n": 4}
     assert_one_line_error(aloe(*common, "--formulation", "cloze", "--mode", "generate"), "cloze", "loglik")
+
+
+def test_generated_answers_record_the_share_cut_at_the_new_token_limit(tmp_path):
+    from support import ScriptedEngine
+
+    bench = f"file:{_mcq_file(tmp_path / 'q.jsonl', 6)}"
+    config = MCQAConfig(benchmarks=(bench,), mode="generate", max_tokens=6, num_fewshot=0)
+    cut = ScriptedEngine(lambda r: "Let me think about", finish="length")
+    (result,) = evaluate(cut, config, tmp_path / "cut", model=MODEL, progress=False)["benchmarks"].values()
+    assert result["unparseable_rate"] == 1.0 and result["truncated_rate"] == 1.0 and result["max_tokens"] == 6
+    done = ScriptedEngine(lambda r: "Answer: A", finish="stop")
+    result = evaluate(done, config, tmp_path / "done", model={**MODEL, "fingerprint": "f2"}, progress=False)
+    assert next(iter(result["benchmarks"].values()))["truncated_rate"] == 0.0

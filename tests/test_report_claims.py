@@ -436,3 +436,27 @@ def test_defect_7_unparseable_medprompt_replies_are_explained(demo: dict[str, An
         "benchmarks": {"mcq-eval": {"n": 8, "unparseable_rate": 0.5, "truncated_rate": 0.5}},
     }
     assert "50.0% reached the limit of 48 new tokens before an answer" in box(render_markdown(demo_cut))
+
+
+def test_generated_answers_of_each_model_show_unparseable_and_cut_shares_in_a_table_and_a_warning(
+    demo: dict[str, Any],
+) -> None:
+    from aloekit.report.html import render_markdown as render
+
+    result = {"n": 200, "acc": 0.3, "acc_ci95": [0.24, 0.37], "unparseable_rate": 0.12, "truncated_rate": 0.1}
+    summary = {
+        **demo,
+        "formulations": {
+            "generative": {
+                "base": {"benchmarks": {"pubmedqa": {**result, "max_tokens": 6}}},
+                "dpo_safety": {"benchmarks": {"pubmedqa": {**result, "unparseable_rate": 0.0}}},
+            }
+        },
+    }
+    shown = render(summary)
+    assert "base, generated answers, on pubmedqa: 12.0% of n=200 replies unparseable" in box(shown)
+    assert "10.0% reached the limit of 6 new tokens before an answer" in box(shown)
+    assert "dpo_safety, generated answers," not in box(shown)  # nothing unparseable: no warning
+    assert "Generated answers: unparseable replies (counted wrong)" in shown
+    assert "12.0% of 200; 10.0% cut at 6 new tokens" in shown
+    assert "Accuracy, generative: the answer read from the reply" in shown

@@ -617,6 +617,17 @@ def summary(recipe: RecipeConfig, text: str, recipe_path: Path, manifests: dict[
     result["benchmarks"] = {
         label: _short_names(_read(loglik[label]), "benchmarks") for label in MODEL_STAGES if label in loglik
     }
+    # The other formulations, per model: cloze (option text) and generative (the answer read from a reply, with
+    # its unparseable and cut-at-the-limit shares).
+    result["formulations"] = {
+        formulation: {
+            label: _short_names(_read(evals[formulation][label]), "benchmarks")
+            for label in MODEL_STAGES
+            if label in evals[formulation]
+        }
+        for formulation in ("cloze", "generative")
+        if evals.get(formulation)
+    }
     result["medprompt"] = {
         "model": recipe.eval.medprompt.model,
         "results": _short_names(_read(evals.get("medprompt")), "benchmarks"),

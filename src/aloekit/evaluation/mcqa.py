@@ -62,6 +62,8 @@ class Scored:
     generation: str | None = None
     tokens: int = 0
     detail: dict[str, Any] | None = None
+    truncated: bool | None = None
+    """Generation only: the reply stopped at the new-token limit (None: not known)."""
     """Mode-specific record for samples.jsonl (medprompt: examples, every run's answer)."""
     agreement: float | None = None
     """medprompt: share of the ensemble's answers that agree with the vote."""
@@ -284,7 +286,10 @@ def _score_generate(
     def work(chunk: list[int]) -> None:
         results = engine.generate([requests[i] for i in chunk])
         cache.put_many(
-            (keys[i], {"text": g.text, "tokens": g.prompt_tokens + sum(g.completion_tokens)})
+            (
+                keys[i],
+                {"text": g.text, "tokens": g.prompt_tokens + sum(g.completion_tokens), "finish": g.finish_reasons[0]},
+            )
             for i, g in zip(chunk, results, strict=True)
         )
 
@@ -303,6 +308,8 @@ def _score_generate(
                 pred == item.answer,
                 generation=value["text"],
                 tokens=int(value["tokens"]),
+                # Cached before finish reasons were kept: unknown, not "not truncated".
+                truncated=value["finish"] == "length" if "finish" in value else None,
             )
         )
     return run
@@ -386,7 +393,7 @@ def _label(run_choices: list[str], index: int | None) -> str | None:
     return None if index is None else run_choices[index]
 
 
-def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]:
+def _benchmark_result(run: BenchmarkRun, mode: str, seed: int, max_tokens: int | None = None) -> dict[str, Any]:
     correct = [float(s.correct) for s in run.scored]
     labels = run.scored[0].choices if run.scored else []
     lo, hi = accuracy_ci(correct, seed=seed)
@@ -407,6 +414,10 @@ def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]
         result["acc_norm_ci95"] = [lo_n, hi_n]
     else:
         result["unparseable_rate"] = float(np.mean([s.pred is None for s in run.scored])) if run.scored else 0.0
+        known = [s.truncated for s in run.scored if s.truncated is not None]
+        if known:  # the cause of most unparseable replies: the answer did not fit in the new-token limit
+            result["truncated_rate"] = float(np.mean(known))
+            result["max_tokens"] = max_tokens
     # Label distributions only make sense when every question shares the same labels (letters, yes/no/maybe).
     if all(s.choices == labels for s in run.scored):
         result["predicted"] = distribution([_label(s.choices, s.pred) for s in run.scored], labels)
@@ -422,7 +433,7 @@ def _benchmark_result(run: BenchmarkRun, mode: str, seed: int) -> dict[str, Any]
 def _results(
     runs: list[BenchmarkRun], groups: dict[str, tuple[str, ...]], config: MCQAConfig, model: dict[str, Any]
 ) -> dict[str, Any]:
-    per = {run.name: _benchmark_result(run, config.mode, config.seed) for run in runs}
+    per = {run.name: _benchmark_result(run, config.mode, config.seed, config.new_tokens) for run in runs}
     by_name = {run.name: run for run in runs}
     group_results = {}
     for group, members in groups.items():

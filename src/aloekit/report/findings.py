@@ -302,32 +302,38 @@ def _max_tokens(results: Mapping[str, Any]) -> int | None:
 
 
 def generation_findings(summary: Mapping[str, Any]) -> list[Finding]:
-    """Unparseable replies of generated answers (counted wrong) and, when recorded, the share cut at the token
-    limit (the cause: chain-of-thought that never reached its answer)."""
-    results = (summary.get("medprompt") or {}).get("results")
-    if not isinstance(results, Mapping):
-        return []
-    limit = _max_tokens(results)
+    """Unparseable replies of generated answers (Medprompt, and the generative formulation of each model), counted
+    wrong, and, when recorded, the share cut at the token limit (the usual cause: the answer did not fit)."""
+    sources: list[tuple[str, Mapping[str, Any]]] = []
+    medprompt = (summary.get("medprompt") or {}).get("results")
+    if isinstance(medprompt, Mapping):
+        sources.append(("Medprompt", medprompt))
+    for label, results in ((summary.get("formulations") or {}).get("generative") or {}).items():
+        if isinstance(results, Mapping):
+            sources.append((f"{label}, generated answers,", results))
     out = []
-    for bench, r in (results.get("benchmarks") or {}).items():
-        unparseable = number((r or {}).get("unparseable_rate"))
-        if not unparseable:
-            continue
-        truncated = number(r.get("truncated_rate"))
-        if truncated is not None:
-            cause = f"{percent(truncated)} reached the limit of {limit or '?'} new tokens before an answer"
-        elif limit:
-            cause = f"replies capped at {limit} new tokens; how many were cut there: not measured"
-        else:
-            cause = "whether replies were cut at the token limit: not measured"
-        out.append(
-            Finding(
-                "warning",
-                "generation",
-                f"Medprompt on {bench}: {percent(unparseable)} of n={_n(r.get('n'))} replies unparseable (counted"
-                f" wrong; {cause}).",
+    for what, results in sources:
+        for bench, r in (results.get("benchmarks") or {}).items():
+            limit = _max_tokens(results)
+            unparseable = number((r or {}).get("unparseable_rate"))
+            if not unparseable:
+                continue
+            truncated = number(r.get("truncated_rate"))
+            limit = int(number(r.get("max_tokens")) or 0) or limit
+            if truncated is not None:
+                cause = f"{percent(truncated)} reached the limit of {limit or '?'} new tokens before an answer"
+            elif limit:
+                cause = f"replies capped at {limit} new tokens; how many were cut there: not measured"
+            else:
+                cause = "whether replies were cut at the token limit: not measured"
+            out.append(
+                Finding(
+                    "warning",
+                    "generation",
+                    f"{what} on {bench}: {percent(unparseable)} of n={_n(r.get('n'))} replies unparseable (counted"
+                    f" wrong; {cause}).",
+                )
             )
-        )
     return out
 
 

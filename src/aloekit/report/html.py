@@ -530,7 +530,46 @@ def _benchmarks(summary: Mapping[str, Any]) -> list[Block]:
             lambda: charts.benchmarks_by_stage(results, chance),
         )
     )
-    return blocks + _skipped(summary, "benchmarks")
+    return blocks + _formulations(summary) + _skipped(summary, "benchmarks")
+
+
+def _formulations(summary: Mapping[str, Any]) -> list[Block]:
+    """Cloze and generative accuracy per model (letter accuracy is the table above)."""
+    blocks: list[Block] = []
+    for formulation, per in (summary.get("formulations") or {}).items():
+        results = {k: v for k, v in (per or {}).items() if isinstance(v, Mapping)}
+        if not results:
+            continue
+        blocks.append(mcqa_table(results, caption=f"Accuracy, {_formulation(str(formulation)).lower()}"))
+        if formulation == "generative":
+            blocks.append(generation_table(results))
+    return blocks
+
+
+def generation_table(results: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Per benchmark and model: the share of replies no answer could be read from (counted wrong), and of those
+    cut at the new-token limit when that was recorded."""
+    names = list(dict.fromkeys(b for r in results.values() for b in r.get("benchmarks") or {}))
+    rows = []
+    for name in names:
+        cells = []
+        for r in results.values():
+            b = (r.get("benchmarks") or {}).get(name) or {}
+            unparseable = number(b.get("unparseable_rate"))
+            if unparseable is None:
+                cells.append("not measured")
+                continue
+            cell = f"{100 * unparseable:.1f}% of {_count(b.get('n'))}"
+            truncated = number(b.get("truncated_rate"))
+            limit = b.get("max_tokens")
+            cell += (
+                f"; {100 * truncated:.1f}% cut at {limit} new tokens"
+                if truncated is not None
+                else "; cut at the limit: not recorded"
+            )
+            cells.append(cell)
+        rows.append((name, *cells))
+    return Table(("benchmark", *results), tuple(rows), "Generated answers: unparseable replies (counted wrong)", 1)
 
 
 def chance_levels(summary: Mapping[str, Any]) -> dict[str, float]:
