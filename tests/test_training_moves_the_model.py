@@ -208,5 +208,8 @@ def test_dpo_raises_the_reward_margin_and_accuracy_from_zero(tiny_llama: Path, t
     assert last["rewards/accuracies"] >= MIN_FINAL_ACCURACY, last
     assert held_out["eval_rewards/margins"] > MIN_FINAL_MARGIN, held_out
     assert held_out["eval_rewards/accuracies"] >= MIN_FINAL_ACCURACY, held_out
+    # Validation loss before -> after: log 2 at step 0 (policy = reference, stated), lower after training.
+    assert metrics["eval_loss_before"] == pytest.approx(math.log(2))
+    assert held_out["eval_loss"] < metrics["eval_loss_before"], held_out
     change = relative_weight_change(tiny_llama, out / "prefs" / "model")
     assert change > MIN_RELATIVE_WEIGHT_CHANGE, f"relative L2 weight change {change:.3g}"

@@ -31,6 +31,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
 import statistics
@@ -450,6 +451,12 @@ def _run_stage(
         eval_metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
 
     metrics = _metrics(trainer.state.log_history, train_result.metrics, eval_metrics, timer)
+    if eval_metrics and tuple(stage.loss_type) == ("sigmoid",):
+        # Before the first step the policy IS the reference (each stage starts from its own reference), so
+        # every pair's implicit reward is 0: the sigmoid DPO loss is log 2 and the margin 0 by construction.
+        # Stated, not computed: an evaluation pass would cost minutes to print the same number.
+        metrics["eval_loss_before"] = math.log(2)
+        metrics["eval_before"] = "policy = reference at step 0: loss log 2, reward margin 0 (by construction)"
     model = trainer.accelerator.unwrap_model(trainer.model)
     # Trainer sets config.use_cache = TrainingArguments.use_cache (False) for training; the saved model should
     # generate with its KV cache.
