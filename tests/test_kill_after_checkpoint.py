@@ -142,3 +142,117 @@ def test_a_killed_sft_keeps_its_checkpoints_resumes_from_the_last_and_equals_an_
     # Training moved the weights, so the comparison is not between two untouched copies.
     base = load_weights(tiny_llama)
     assert max((weights[k] - base[k]).abs().max().item() for k in base if k in weights) > 1e-4
+
+
+# --- aloe run ---------------------------------------------------------------------------------------------------
+
+
+def tiny_recipe(tmp_path: Path, model: Path) -> Path:
+    """Every stage of a recipe on the tiny model, each cut to a few steps or questions: seconds per stage."""
+    for topic in ("general", "safety"):
+        rows = [
+            {"id": f"{topic}-{i}", "prompt": f"Question {i} about {topic}?", "chosen": f"A careful answer {i}: see "
+             "a clinician.", "rejected": f"A careless answer {i}."}
+            for i in range(4)
+        ]  # fmt: skip
+        (tmp_path / f"{topic}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    no_decontamination = "decontamination: {benchmarks: [], safety: false}"
+    text = f"""
+name: tiny
+seed: 0
+models: {{base: "{model}", instruct: "{model}"}}
+engine: {{backend: hf, batch_size: 4}}
+data:
+  holdout:
+    - {{name: mcq, path: "{DEMO}/mcq.jsonl", fraction: 0.1}}
+    - {{name: harmful, path: "{DEMO}/harmful.jsonl", fraction: 0.1}}
+  mixture:
+    validation: 0.2
+    sources: [{{path: "{{holdout}}/mcq-train.jsonl", format: mcq, cap: 12}}]
+    {no_decontamination}
+  prefs_general: {{validation: 0.0, pairs: [{{path: "{tmp_path}/general.jsonl", format: preference}}],
+                  {no_decontamination}}}
+  prefs_safety: {{validation: 0.0, pairs: [{{path: "{tmp_path}/safety.jsonl", format: preference}}],
+                 {no_decontamination}}}
+sft:
+  max_length: 128
+  per_device_batch_size: 2
+  max_steps: 6
+  eval_steps: 3
+  save_steps: 1
+  validation_fraction: 0.2
+  logging: {{steps: 1, tensorboard: false}}
+merge:
+  merge_method: linear
+  models: [{{model: "{{sft}}", parameters: {{weight: 0.5}}}}, {{model: "{{instruct}}", parameters: {{weight: 0.5}}}}]
+  dtype: float32
+dpo:
+  settings: {{per_device_batch_size: 2, save_steps: 1, logging: {{steps: 1, tensorboard: false}}}}
+  general: {{max_steps: 1, max_length: 128}}
+  safety: {{max_steps: 1, max_length: 128}}
+eval:
+  benchmarks: ["file:{{holdout}}/mcq-eval.jsonl"]
+  limit: 4
+  medprompt: {{enabled: false}}
+safety:
+  suites: ["file:{{holdout}}/harmful-eval.jsonl"]
+  styles: [plain]
+  limit: 2
+  max_tokens: 4
+"""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def stage_manifest(run: Path, stage: str) -> dict:
+    path = run / stage / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_killed_recipe_run_skips_finished_stages_resumes_sft_from_its_checkpoint_and_equals_an_uninterrupted_run(
+    tmp_path: Path, tiny_llama: Path
+) -> None:
+    from aloekit.run import STAGES
+    from aloekit.train.sft import CHECKPOINTS, complete_checkpoints
+
+    recipe = tiny_recipe(tmp_path, tiny_llama)
+    run, log = tmp_path / "killed", tmp_path / "killed.log"
+    checkpoints = run / "sft" / "train" / CHECKPOINTS
+
+    # The run's first checkpoint: the data stage has finished and SFT has saved its first step.
+    kill_when(start("run", str(recipe), "--out", str(run), log=log), lambda: bool(complete_checkpoints(checkpoints)),
+              "SFT checkpoint inside the run", log)  # fmt: skip
+    assert stage_manifest(run, "sft")["status"] == "running", "SFT finished before the run was killed"
+    data_finished = stage_manifest(run, "data")["finished"]
+    kept = complete_checkpoints(checkpoints)[-1].name
+
+    rerun = aloe("run", str(recipe), "--out", str(run), timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "data: finished earlier with the same inputs, skipped" in rerun.stderr
+    assert "sft: resuming its partial work" in rerun.stderr
+    assert stage_manifest(run, "data")["finished"] == data_finished  # not rebuilt
+    assert json.loads((run / "sft" / "train" / "metrics.json").read_text())["resumed_from"] == kept
+    assert all(stage_manifest(run, s).get("status") == "finished" for s in STAGES)
+
+    fresh = tmp_path / "fresh"
+    once = aloe("run", str(recipe), "--out", str(fresh), timeout=600)
+    assert once.returncode == 0, once.stderr
+    for model in ("sft/train/model", "merge/model", "dpo/train/general/model", "dpo/train/safety/model"):
+        resumed, reference = load_weights(run / model), load_weights(fresh / model)
+        assert resumed.keys() == reference.keys()
+        for name, tensor in reference.items():
+            assert (resumed[name] - tensor).abs().max() <= 1e-5, f"{model}: {name}"
+    for model in ("base", "sft", "merged", "dpo_general", "dpo_safety"):
+        a, b = jsonl(run / "eval" / model / "samples.jsonl"), jsonl(fresh / "eval" / model / "samples.jsonl")
+        assert [(s["id"], s["pred"], s["pred_norm"]) for s in a] == [(s["id"], s["pred"], s["pred_norm"]) for s in b]
+        for x, y in zip(a, b, strict=True):
+            assert x["loglikelihoods"] == pytest.approx(y["loglikelihoods"], abs=1e-4), model
+    for model in ("merged", "dpo_safety"):
+        a, b = jsonl(run / "safety" / model / "samples.jsonl"), jsonl(fresh / "safety" / model / "samples.jsonl")
+        assert [(s["id"], s["reply"], s["verdict"]) for s in a] == [(s["id"], s["reply"], s["verdict"]) for s in b]
+    assert (run / "report" / "report.html").is_file()
