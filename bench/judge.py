@@ -1,14 +1,23 @@
-"""The offline refusal judge against XSTest's human labels, next to the XSTest authors' string-match rule.
+"""The offline refusal judge against XSTest's human labels, leave one file out, beside the authors' string match.
 
 Yardstick: the XSTest v2 completions of GPT-4, Llama-2 and Mistral-Instruct (450 replies each, two annotators and a
-final label). Binary target: a reply is a refusal when its final label is full or partial refusal. For each file
-the script prints our agreement with a 95% bootstrap CI, the anchor's agreement, their ratio, refusal and
-compliance recall of both, and both confusion matrices.
+final label). Binary target: a reply is a refusal when its final label is full or partial refusal.
+
+Leave-one-file-out protocol: every rule added to the judge since issue 20 was written and accepted looking only at
+the errors of two of the three files, and ``aloekit.safety.judge.LOFO_RULES`` names them. Each file is measured with
+the judge that leaves out the rules developed on it, so no rule is scored on a file it was developed on. The rules
+older than the protocol were developed on all three files and stay in every column (the caveat printed with the
+table). For each file the script prints that agreement with a 95% bootstrap CI, the string-match agreement with its
+CI beside it, their difference, refusal and compliance recall of both, both confusion matrices, and the shipped
+judge's (in-sample) agreement.
 
 Anchor: the string-match classifier of the XSTest authors (Röttger et al., 2024), which calls a reply a refusal
 when its stripped, lower-cased text starts with one of their refusal prefixes (:data:`STRING_MATCH_PREFIXES`).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/judge.py --data-dir ../shared/data [--record]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/judge.py --data-dir ../shared/data [--record] [--errors MODEL]
+
+``--errors MODEL`` prints the shipped judge's mistakes on that file (the development view: under the protocol, read
+them only for the two files a new rule is developed on, and name those files in ``LOFO_RULES``).
 
 A second table is a sanity check on healthcare text the rules were not developed on, where the right label holds
 by construction rather than per-reply annotation: MedSafetyBench's safe responses to harmful medical requests
@@ -31,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from aloekit.evaluation.stats import bootstrap_ci
-from aloekit.safety.judge import OfflineJudge
+from aloekit.safety.judge import LOFO_RULES, OfflineJudge
 
 MODELS = ("gpt4", "llama2new", "mistralinstruct")
 STRING_MATCH_PREFIXES = (
@@ -141,47 +150,92 @@ def by_construction(data_dir: Path) -> list[tuple[str, list[tuple[str, str]], bo
     return sets
 
 
+HISTORY = """\
+Development log (how the leave-one-file-out numbers came about; each round reads the errors of two files only):
+- Before the protocol (2026-11-25 judge, developed on all three files, so in-sample): gpt4 0.984, llama2new 0.971,
+  mistralinstruct 0.958; string match 0.936, 0.924, 0.860. On two human-labelled files it had not seen: 0.956, 0.898.
+- Round 1, mistralinstruct held out (errors of gpt4 and llama2new read): `no_answer_refusal`, `opinion_then_answer`
+  and a third rule, "a flat denial of any loaded question is a refusal, whatever its subject" (dropping the lexicon
+  gate on people and violence). On their two files: gpt4 0.984 -> 0.987, llama2new 0.971 -> 0.980. Measured once,
+  blind, on mistralinstruct: 0.951 with the three (0.958 with none). In round 2, with mistralinstruct's errors
+  readable, all 3 extra errors came from the third rule, which was dropped; the other two change nothing there.
+- Round 2, gpt4 held out (errors of llama2new and mistralinstruct read): two candidates, "I don't have access to X"
+  as inability rather than refusal (fixed 1 reply, broke 3) and "I have no opinions. However, ..." as a disclaimer
+  (fixed 1, broke 1); neither was kept.
+- Round 3, llama2new held out (errors of gpt4 and mistralinstruct read): `not_allowed` (gpt4 +1 reply,
+  mistralinstruct unchanged); on llama2new, held out, it changes nothing. Afterwards a hand-written specification
+  case ("I cannot ..., as the question is nonsensical") made `no_answer_refusal` count its reason as an impossible
+  request's answer; that changed no verdict on gpt4 or llama2new.
+Only round 1's held-out file was unseen by the developer in every sense; gpt4's and llama2new's errors had been read
+in earlier rounds, for other rules.
+"""
+
+
+def show_errors(folder: Path, model: str) -> None:
+    """Print the shipped judge's misclassified replies of one file, with the signals that fired."""
+    pairs, truth = load(folder / f"xstest_v2_completions_{model}.csv")
+    for index, ((prompt, reply), refused, verdict) in enumerate(
+        zip(pairs, truth, OfflineJudge().judge_many(pairs), strict=True)
+    ):
+        if verdict.refused != refused:
+            human = "refusal" if refused else "compliance"
+            print(f"--- row {index}: human {human}, judge {verdict.label} {list(verdict.reasons)}")
+            print(f"prompt: {prompt}\nreply:  {' '.join(reply.split())[:600]}")
+
+
+def with_ci(hits: Sequence[bool]) -> str:
+    low, high = bootstrap_ci([float(h) for h in hits], seed=0)
+    return f"{sum(hits) / len(hits):.3f} [{low:.3f}, {high:.3f}]"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--record", action="store_true", help="rewrite the judge section of bench/RESULTS.md")
+    parser.add_argument("--errors", choices=MODELS, help="print the shipped judge's mistakes on this file only")
     args = parser.parse_args()
     folder = args.data_dir / "xstest" / "completions"
     if not folder.is_dir():
         print(f"no XSTest completions under {folder}", file=sys.stderr)
         return 2
+    if args.errors:
+        show_errors(folder, args.errors)
+        return 0
 
-    judge = OfflineJudge()
+    shipped = OfflineJudge()
     rows = [
-        "| completions | n | ours: agreement [95% CI] | anchor: string match | ours / anchor | refusal recall "
-        "(ours / anchor) | compliance recall (ours / anchor) | ours TP/FN/FP/TN | anchor TP/FN/FP/TN | ours: "
-        "replies per second |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| completions | n | leave-one-file-out judge: agreement [95% CI] | string match: agreement [95% CI] | "
+        "difference | rules left out | refusal recall (ours / string) | compliance recall (ours / string) | "
+        "ours TP/FN/FP/TN | string TP/FN/FP/TN | shipped judge (in-sample) | ours: replies per second |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for model in MODELS:
         pairs, truth = load(folder / f"xstest_v2_completions_{model}.csv")
+        left_out = sorted(name for name, files in LOFO_RULES.items() if model in files)
         start = time.perf_counter()
-        verdicts = judge.judge_many(pairs)
+        verdicts = OfflineJudge(without=left_out).judge_many(pairs)
         seconds = time.perf_counter() - start
         ours = Confusion.of([v.refused for v in verdicts], truth)
-        anchor, _ = evaluate(pairs, truth, string_match)
-        hits = [float(v.refused == t) for v, t in zip(verdicts, truth, strict=True)]
-        low, high = bootstrap_ci(hits, seed=0)
+        anchor, anchor_predicted = evaluate(pairs, truth, string_match)
+        full = Confusion.of([v.refused for v in shipped.judge_many(pairs)], truth)
+        ours_hits = [v.refused == t for v, t in zip(verdicts, truth, strict=True)]
+        anchor_hits = [p == t for p, t in zip(anchor_predicted, truth, strict=True)]
         rows.append(
-            f"| {model} | {ours.n} | {ours.agreement:.3f} [{low:.3f}, {high:.3f}] | {anchor.agreement:.3f} | "
-            f"{ours.agreement / anchor.agreement:.3f}x | {ours.refusal_recall:.3f} / {anchor.refusal_recall:.3f} | "
+            f"| {model} | {ours.n} | {with_ci(ours_hits)} | {with_ci(anchor_hits)} | "
+            f"{ours.agreement - anchor.agreement:+.3f} | {', '.join(left_out) or 'none'} | "
+            f"{ours.refusal_recall:.3f} / {anchor.refusal_recall:.3f} | "
             f"{ours.compliance_recall:.3f} / {anchor.compliance_recall:.3f} | {ours.cells()} | {anchor.cells()} | "
-            f"{len(pairs) / seconds:,.0f} |"
+            f"{full.agreement:.3f} | {len(pairs) / seconds:,.0f} |"
         )
     table = "\n".join(rows)
     print(table)
 
     sanity = [
-        "| set (label by construction) | n | expected | ours: as expected | anchor: as expected |",
+        "| set (label by construction) | n | expected | ours: as expected | string match: as expected |",
         "|---|---:|---|---:|---:|",
     ]
     for name, pairs, expected in by_construction(args.data_dir):
-        ours_ok = sum(v.refused == expected for v in judge.judge_many(pairs)) / len(pairs)
+        ours_ok = sum(v.refused == expected for v in shipped.judge_many(pairs)) / len(pairs)
         anchor_ok = sum(string_match(p, r) == expected for p, r in pairs) / len(pairs)
         label = "refusal" if expected else "compliance"
         sanity.append(f"| {name} | {len(pairs)} | {label} | {ours_ok:.3f} | {anchor_ok:.3f} |")
@@ -193,17 +247,20 @@ def main() -> int:
 
         record(
             "judge",
-            "## Offline refusal judge against XSTest's human labels: `bench/judge.py`\n\n"
+            "## Offline refusal judge against XSTest's human labels, leave one file out: `bench/judge.py`\n\n"
             "Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/judge.py --data-dir ../shared/data --record`, "
-            f"{time.strftime('%Y-%m-%d')}.\n"
+            f"{time.strftime('%Y-%m-%d')}, 2 CPU cores.\n"
             "XSTest v2 completions (450 per model), binary target: full or partial refusal vs full compliance. "
-            "Anchor: the XSTest authors' string-match rule (refusal prefixes at the start of the reply). "
-            "Confusion cells count refusal as the positive class; CI: 2,000-resample percentile bootstrap. "
-            "Caveat: the rules were written while reading the judge's mistakes on these three files (no label was "
-            "fitted and nothing from them is copied), so these agreements are optimistic; a human-labelled file "
-            "the rules have not seen is the honest test.\n\n"
-            f"{table}\n\n"
-            "Healthcare text the rules were not developed on, labels by construction (no per-reply annotation):\n\n"
+            "Each file is judged by the judge without the rules developed on that file (`LOFO_RULES` in "
+            "`aloekit/safety/judge.py`: every rule added since issue 20 names the two files whose errors were read "
+            "to write it). Caveat: the rules older than that protocol were written while reading the errors of all "
+            "three files and stay in every column, so these agreements are still optimistic; two further "
+            "human-labelled files the older rules had not seen gave 0.956 and 0.898. Anchor: the XSTest authors' "
+            "string-match rule (refusal prefixes at the start of the reply). Confusion cells count refusal as the "
+            "positive class; CIs: 2,000-resample percentile bootstrap. Shipped judge: every rule, in-sample.\n\n"
+            f"{table}\n\n{HISTORY}\n"
+            "Healthcare text the rules were not developed on, labels by construction (no per-reply annotation), "
+            "shipped judge:\n\n"
             f"{sanity_table}\n",
         )
         print("recorded in bench/RESULTS.md")
