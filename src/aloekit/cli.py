@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from aloekit.cli_data import data_app
+from aloekit.cli_export import export_app
 from aloekit.cli_medprompt import medprompt_app
 from aloekit.cli_train import train_app
 from aloekit.errors import UserError
@@ -37,6 +38,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="Resolve, convert and inspect model references.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(export_app, name="export")
 app.add_typer(train_app, name="train")
 app.add_typer(medprompt_app, name="medprompt")
 
