@@ -367,3 +367,18 @@ def _write(path: Path, folder: Path, config: Any, arch: _Architecture, vocab: An
         return len(planned)
     finally:
         writer.close()
+
+
+def cached_export(resolved: Any, quant: str = "f16") -> Path:
+    """A GGUF of the resolved model folder, exported once into the cache (keyed by the weights' and tokenizer's
+    content hash) and reused, for engines that run GGUF files."""
+    from aloekit import models
+
+    target = models.aloe_home() / "models" / f"gguf-export-{models.fingerprint(resolved)[:20]}-{quant}" / "model.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with models.file_lock(target.parent.with_name(target.parent.name + ".lock")):
+        if not target.is_file():  # another process may have finished it while we waited
+            export_gguf(str(resolved.path), target, quant=quant, force=True)
+    return target
