@@ -256,7 +256,9 @@ def _encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
     return gguf.quants.quantize(data.astype(np.float32), qtype)
 
 
-def _nbytes(planned: _Planned) -> tuple[np.dtype, tuple[int, ...], int]:
+def _nbytes(planned: _Planned) -> tuple[np.dtype[Any], tuple[int, ...], int]:
+    """(dtype, shape, bytes) of the tensor as stored: quantized tensors are rows of bytes."""
+    dtype: np.dtype[Any]
     if planned.qtype == gguf.GGMLQuantizationType.F32:
         dtype, shape = np.dtype(np.float32), planned.shape
     elif planned.qtype == gguf.GGMLQuantizationType.F16:
