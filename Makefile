@@ -9,7 +9,7 @@ MK_STAMP := $(MK_VENV)/.installed
 # The embedded model and embedder ship inside PyPI wheels; the Hub is never needed for the demo or the tests.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo real-data test test-fast bench bench-mcqa bench-merge bench-train bench-medprompt lint format clean
+.PHONY: install install-llamacpp demo real-data test test-fast bench bench-mcqa bench-merge bench-train bench-medprompt lint format clean
 
 install: $(STAMP) $(MK_STAMP)
 
@@ -30,6 +30,12 @@ $(MK_STAMP):
 	$(MK_VENV)/bin/python -m pip install -q torch==2.13.0
 	$(MK_VENV)/bin/python -m pip install -q mergekit==0.1.5
 	touch $(MK_STAMP)
+
+# The llamacpp engine and --quant q4_k_m: llama-cpp-python compiles llama.cpp (about 10 minutes on 2 cores), so
+# its wheel is built once into wheels/ and installed from there on every later install.
+install-llamacpp: $(STAMP)
+	ls wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || $(PY) -m pip wheel --no-deps "llama-cpp-python>=0.3" -w wheels
+	$(PY) -m pip install -q --no-deps wheels/llama_cpp_python-*.whl
 
 # The whole recipe (data, SFT, merge, two DPO stages, evaluation, safety, report) on the embedded model and the
 # demo corpus, offline; rerunning it resumes (or, finished, just prints the report's path again).

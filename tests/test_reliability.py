@@ -309,10 +309,10 @@ def test_a_rejected_gguf_leaves_no_lock_or_temporary_folder(tmp_path: Path, star
 
 def test_the_gguf_lock_is_exclusive_and_its_file_is_removed_on_release(tmp_path: Path) -> None:
     lock = tmp_path / "x.lock"
-    with models._file_lock(lock):
+    with models.file_lock(lock):
         assert lock.exists()
     assert not lock.exists()
-    with pytest.raises(RuntimeError), models._file_lock(lock):
+    with pytest.raises(RuntimeError), models.file_lock(lock):
         raise RuntimeError("conversion failed")
     assert not lock.exists()
 

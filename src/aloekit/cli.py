@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from aloekit.cli_data import data_app
+from aloekit.cli_export import export_app
 from aloekit.cli_medprompt import medprompt_app
 from aloekit.cli_train import train_app
 from aloekit.errors import UserError
@@ -37,6 +38,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="Resolve, convert and inspect model references.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(export_app, name="export")
 app.add_typer(train_app, name="train")
 app.add_typer(medprompt_app, name="medprompt")
 
@@ -54,15 +56,27 @@ AllowPickle = Annotated[
 TrustCode = Annotated[
     bool, typer.Option("--trust-remote-code", help="Run the model's own Python code (config auto_map).")
 ]
-Backend = Annotated[str, typer.Option("--backend", "-b", help="Engine: hf, vllm or openai.")]
+Backend = Annotated[str, typer.Option("--backend", "-b", help="Engine: hf, vllm, llamacpp or openai.")]
+Threads = Annotated[
+    int | None, typer.Option(min=1, help="llamacpp backend: CPU threads (default: every CPU this process may use).")
+]
 
 
 def _engine_options(
-    backend: str, base_url: str | None, api_key: str | None, allow_pickle: bool, trust_remote_code: bool, seed: int
+    backend: str,
+    base_url: str | None,
+    api_key: str | None,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+    seed: int,
+    threads: int | None = None,
 ) -> dict[str, object]:
     if backend == "openai":
         return {"base_url": base_url, "api_key": api_key, "seed": seed}
-    return {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code, "seed": seed}
+    options: dict[str, object] = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code, "seed": seed}
+    if backend == "llamacpp":
+        options["threads"] = threads
+    return options
 
 
 @models_app.command("info")
@@ -114,6 +128,7 @@ def generate(
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="openai backend: bearer token (or $OPENAI_API_KEY).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    threads: Threads = None,
     allow_pickle: AllowPickle = False,
     trust_remote_code: TrustCode = False,
 ) -> None:
@@ -135,7 +150,9 @@ def generate(
     )
     model_name: str | None = model if backend != "openai" or model != DEFAULT_MODEL else None
     engine = load_engine(
-        backend, model_name, **_engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
+        backend,
+        model_name,
+        **_engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed, threads),
     )
     try:
         result = engine.generate([request])[0]
@@ -251,6 +268,7 @@ def eval_(
         int | None, typer.Option(help="generate mode: most new tokens (default 32; 512 with --cot).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
+    threads: Threads = None,
     dtype: Annotated[
         str, typer.Option(help="hf/vllm: weights' dtype: auto (fp32 on a CPU), float32, bfloat16 or float16.")
     ] = "auto",
@@ -322,7 +340,7 @@ def eval_(
 
     loaded = load_benchmarks(config)  # unknown names and bad files fail here, before a model is loaded
 
-    options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
+    options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed, threads)
     if backend == "hf":
         options["batch_size"] = batch_size
     if backend in ("hf", "vllm"):
@@ -388,7 +406,7 @@ def safety(
     judge: Annotated[
         str, typer.Option(help="offline (rules, no download) or llm:REF (a model judging with the rubric).")
     ] = "offline",
-    judge_backend: Annotated[str, typer.Option(help="Engine of an llm: judge: hf, vllm or openai.")] = "hf",
+    judge_backend: Annotated[str, typer.Option(help="Engine of an llm: judge: hf, vllm, llamacpp or openai.")] = "hf",
     judge_base_url: Annotated[str | None, typer.Option(help="Server URL of an openai judge backend.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder laid out like shared/data; else the Hub.")] = None,
     limit: Annotated[
@@ -399,6 +417,7 @@ def safety(
     base_url: Annotated[str | None, typer.Option(help="openai backend: server URL ending in /v1.")] = None,
     api_key: Annotated[str | None, typer.Option(help="openai backend: bearer token (or $OPENAI_API_KEY).")] = None,
     batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
+    threads: Threads = None,
     dtype: Annotated[
         str, typer.Option(help="hf/vllm: weights' dtype: auto (fp32 on a CPU), float32, bfloat16 or float16.")
     ] = "auto",
@@ -435,7 +454,7 @@ def safety(
     if bias and data_dir is None:
         raise UserError("--bias reads BBQ from the data folder: add --data-dir (a folder with bbq/*.jsonl)")
 
-    options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed)
+    options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed, threads)
     if backend == "hf":
         options["batch_size"] = batch_size
     if backend in ("hf", "vllm"):

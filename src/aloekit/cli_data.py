@@ -155,7 +155,7 @@ def cot(
     data_dir: DataDir = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
     teacher: Annotated[str, typer.Option("--teacher", help="Teacher model reference.")] = "smollm2-135m-instruct",
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Engine: hf, vllm or openai.")] = "hf",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Engine: hf, vllm, llamacpp or openai.")] = "hf",
     base_url: Annotated[str | None, typer.Option(help="openai backend: server URL ending in /v1.")] = None,
     max_tokens: Annotated[int, typer.Option(help="Most new tokens per explanation.")] = 384,
     retries: Annotated[int, typer.Option(help="Extra attempts (sampled, new seeds) for unverified items.")] = 2,

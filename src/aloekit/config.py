@@ -248,9 +248,14 @@ class EngineConfig(_Config):
 
     model: str = Field(
         "smollm2-135m-instruct",
-        description="Model reference (alias, folder, .gguf, Hub id) for hf/vllm; the served model's name for openai.",
+        description="Model reference (alias, folder, .gguf, Hub id) for hf/vllm/llamacpp; the served model's name for "
+        "openai.",
     )
-    backend: Literal["hf", "vllm", "openai"] = Field("hf", description="Engine that runs the model.")
+    backend: Literal["hf", "vllm", "llamacpp", "openai"] = Field(
+        "hf",
+        description="Engine that runs the model. llamacpp (CPU, needs pip install 'aloekit[llamacpp]') runs a .gguf "
+        "as is and exports a folder to an f16 GGUF once.",
+    )
     base_url: str | None = Field(None, description="openai backend: the server's URL ending in /v1.")
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="openai backend: the environment variable holding the bearer token."
@@ -263,6 +268,9 @@ class EngineConfig(_Config):
         "compare models measured in the same dtype.",
     )
     max_concurrency: int = Field(16, ge=1, description="openai backend: requests in flight at once.")
+    threads: int | None = Field(
+        None, ge=1, description="llamacpp backend: CPU threads (default: every CPU this process may use)."
+    )
     seed: int = Field(0, description="Engine seed for sampling.")
 
     def load(self, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> Any:
@@ -289,4 +297,6 @@ class EngineConfig(_Config):
             options["dtype"] = self.dtype
         if self.backend == "hf":
             options["batch_size"] = self.batch_size
+        if self.backend == "llamacpp":
+            options["threads"] = self.threads
         return load_engine(self.backend, self.model, **options)

@@ -123,6 +123,19 @@ def resolve(
     )
 
 
+def gguf_source(ref: str | os.PathLike[str]) -> Path | None:
+    """The GGUF file behind an alias or a ``.gguf`` reference (what llama.cpp can run as is); None for folders
+    and Hub ids, whose safetensors must be exported first."""
+    text = str(ref).strip()
+    if text in ALIASES:
+        return _alias_file(text)
+    path = Path(text).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        _check_gguf_magic(path)
+        return path
+    return None
+
+
 # --- aliases -------------------------------------------------------------------------------------------------
 
 
@@ -191,7 +204,7 @@ def _convert_gguf(path: Path) -> Path:
     if (target / "aloe_source.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.with_name(target.name + ".lock")):
+    with file_lock(target.with_name(target.name + ".lock")):
         if (target / "aloe_source.json").is_file():  # another process finished while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
@@ -259,7 +272,7 @@ def make_readable(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path``, whose file is removed on release (success or failure), so no lock file is
     left behind. A waiter that wakes holding a file its previous holder already removed retries on the current one
     (otherwise two processes could each hold a lock on a different file of the same name)."""

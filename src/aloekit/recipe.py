@@ -269,7 +269,8 @@ class RecipeConfig(_Config):
     models: ModelsSettings
     engine: EngineConfig = Field(
         default_factory=EngineConfig,
-        description="Engine for generation and scoring in eval and safety (its model is set per stage): hf or vllm.",
+        description="Engine for generation and scoring in eval and safety (its model is set per stage): hf, vllm or "
+        "llamacpp.",
     )
     launcher: Launcher = Field(default_factory=Launcher, description="How SFT and DPO run (in process / accelerate).")
     data: DataSection

@@ -122,7 +122,7 @@ class Engine(Protocol):
     """What every backend implements. Results come back in request order, whatever order the engine ran them."""
 
     name: str
-    """The backend's name: 'hf', 'vllm' or 'openai'."""
+    """The backend's name: 'hf', 'vllm', 'llamacpp' or 'openai'."""
     model_id: str
     """What the model is called in outputs and by ``aloe serve``."""
 

@@ -1,0 +1,151 @@
+"""Specification of the llamacpp engine: the same protocol as the hf engine, on the same tokens, so it answers as
+the hf engine does up to f16 rounding. The model is a tiny random LLaMA exported to GGUF in the test.
+
+Everything but the first test needs llama-cpp-python (``pip install 'aloekit[llamacpp]'``) and skips without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aloekit.engines import GenerationRequest, LoglikelihoodRequest
+from support import MEDICAL_PROMPTS, WORDS, aloe, assert_one_line_error, random_pairs
+
+HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
+
+
+def test_without_llama_cpp_python_the_backend_says_how_to_install_it(tiny_llama: Path) -> None:
+    if HAS_LLAMA_CPP:
+        pytest.skip("llama-cpp-python is installed here")
+    result = aloe("generate", "--backend", "llamacpp", "--model", str(tiny_llama), "Hello")
+    assert_one_line_error(result, "llama-cpp-python", "pip install 'aloekit[llamacpp]'")
+
+
+needs_llama_cpp = pytest.mark.skipif(not HAS_LLAMA_CPP, reason="needs llama-cpp-python (aloekit[llamacpp])")
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, object]]:
+    """(hf engine, llamacpp engine) on the same tiny model; the GGUF is exported into a private cache."""
+    from aloekit.engines.hf import HFEngine
+    from aloekit.engines.llamacpp import LlamaCppEngine
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALOE_HOME", str(tmp_path_factory.mktemp("aloe-home")))
+        hf = HFEngine.from_reference(str(tiny_llama), device="cpu", batch_size=4)
+        cpp = LlamaCppEngine.from_reference(str(tiny_llama), threads=1)
+        yield hf, cpp
+        cpp.close()
+
+
+def _questions(n: int, seed: int) -> list[list[LoglikelihoodRequest]]:
+    """n multiple-choice questions: a shared few-shot prefix, a question, four lettered options scored by letter."""
+    rng = random.Random(seed)
+    shots = " ".join(rng.choices(WORDS, k=30))
+    questions = []
+    for _ in range(n):
+        context = f"{shots}\nQuestion: {' '.join(rng.choices(WORDS, k=rng.randint(5, 20)))}\nAnswer:"
+        questions.append([LoglikelihoodRequest(context, f" {letter}") for letter in "ABCD"])
+    return questions
+
+
+@needs_llama_cpp
+def test_loglikelihood_matches_hf_up_to_f16_rounding(engines: tuple) -> None:
+    hf, cpp = engines
+    requests = random_pairs(48, seed=3)
+
+    ours, theirs = cpp.loglikelihood(requests), hf.loglikelihood(requests)
+
+    assert [r.n_tokens for r in ours] == [r.n_tokens for r in theirs]  # the same tokens
+    difference = np.abs(np.array([r.logprob for r in ours]) - np.array([r.logprob for r in theirs]))
+    assert difference.max() < 0.05, difference.max()
+
+
+@needs_llama_cpp
+def test_mcqa_predictions_agree_with_hf(engines: tuple) -> None:
+    hf, cpp = engines
+    questions = _questions(30, seed=5)
+    flat = [r for q in questions for r in q]
+
+    ours = np.array([r.logprob for r in cpp.loglikelihood(flat)]).reshape(len(questions), 4)
+    theirs = np.array([r.logprob for r in hf.loglikelihood(flat)]).reshape(len(questions), 4)
+
+    assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.95
+    assert np.abs(ours - theirs).max() < 0.05
+
+
+@needs_llama_cpp
+def test_reusing_the_cache_across_contexts_and_continuations_changes_no_score(engines: tuple) -> None:
+    _, cpp = engines
+    requests = random_pairs(12, seed=9, shared=3)
+
+    together = [r.logprob for r in cpp.loglikelihood(requests)]
+    alone = [cpp.loglikelihood([r])[0].logprob for r in requests]
+
+    np.testing.assert_allclose(together, alone, atol=1e-3)
+
+
+@needs_llama_cpp
+def test_top1_next_token_agrees_with_hf(engines: tuple) -> None:
+    hf, cpp = engines
+    rng = random.Random(11)
+    prompts = [*MEDICAL_PROMPTS, *(" ".join(rng.choices(WORDS, k=rng.randint(3, 30))) for _ in range(32))]
+    requests = [GenerationRequest(prompt=p, max_tokens=1) for p in prompts]
+
+    ours = [g.text for g in cpp.generate(requests)]
+    theirs = [g.text for g in hf.generate(requests)]
+
+    assert np.mean([a == b for a, b in zip(ours, theirs, strict=True)]) >= 0.95
+
+
+@needs_llama_cpp
+def test_generation_follows_the_request(engines: tuple) -> None:
+    hf, cpp = engines
+    chat = GenerationRequest(messages=({"role": "user", "content": MEDICAL_PROMPTS[0]},), max_tokens=6)
+    (greedy,) = cpp.generate([chat])
+    assert greedy.completion_tokens[0] <= 6 and greedy.prompt_tokens == len(hf.prompt_ids(chat))
+    assert greedy.text == hf.generate([chat])[0].text or greedy.finish_reasons == ["length"]
+
+    sampled = GenerationRequest(prompt=MEDICAL_PROMPTS[1], max_tokens=8, temperature=1.0, n=3, seed=4)
+    first, again = cpp.generate([sampled])[0], cpp.generate([sampled])[0]
+    assert len(first.texts) == 3 and first.texts == again.texts  # seeded: the same samples every time
+    other = cpp.generate([GenerationRequest(prompt=MEDICAL_PROMPTS[1], max_tokens=8, temperature=1.0, n=3, seed=5)])
+    assert other[0].texts != first.texts
+
+    long = GenerationRequest(prompt=MEDICAL_PROMPTS[2], max_tokens=12)
+    text = cpp.generate([long])[0].text
+    if len(text) > 4:  # stop at a string the unstopped reply contains: the reply ends just before it
+        stop = text[2:4]
+        stopped = cpp.generate([GenerationRequest(prompt=MEDICAL_PROMPTS[2], max_tokens=12, stop=(stop,))])[0]
+        assert stopped.text == text[: text.find(stop)] and stopped.finish_reasons == ["stop"]
+
+
+@needs_llama_cpp
+def test_prompt_logprobs_match_hf(engines: tuple) -> None:
+    hf, cpp = engines
+    ours, theirs = (
+        cpp.prompt_logprobs([MEDICAL_PROMPTS[3]], top=2)[0],
+        hf.prompt_logprobs([MEDICAL_PROMPTS[3]], top=2)[0],
+    )
+    assert ours.tokens == theirs.tokens and ours.text_offset == theirs.text_offset
+    assert ours.token_logprobs[0] is None
+    np.testing.assert_allclose(ours.token_logprobs[1:], theirs.token_logprobs[1:], atol=0.05)
+
+
+@needs_llama_cpp
+def test_threads_default_to_the_machine_and_can_be_set(tiny_llama: Path, engines: tuple, aloe_home: Path) -> None:
+    from aloekit.engines.llamacpp import LlamaCppEngine, machine_threads
+
+    _, cpp = engines
+    assert cpp.llm.n_threads == 1  # the fixture asked for one
+    default = LlamaCppEngine.from_reference(str(tiny_llama))
+    try:
+        assert default.llm.n_threads == machine_threads()
+    finally:
+        default.close()
