@@ -365,7 +365,13 @@ def eval_(
         return
     from rich.console import Console
 
-    Console().print(table(results))
+    from aloekit.evaluation.breakdown import calibration_table, subject_table
+
+    console = Console()
+    console.print(table(results))
+    for extra in (subject_table(results), calibration_table(results)):
+        if extra is not None:
+            console.print(extra)
     typer.echo(f"wrote {out / 'results.json'} and {out / 'samples.jsonl'}")
 
 
