@@ -17,6 +17,7 @@ import typer
 
 from aloekit.cli_data import data_app
 from aloekit.cli_medprompt import medprompt_app
+from aloekit.cli_review import review_app
 from aloekit.cli_train import train_app
 from aloekit.errors import UserError
 from aloekit.models import DEFAULT_MODEL
@@ -39,6 +40,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(medprompt_app, name="medprompt")
+app.add_typer(review_app, name="review")
 
 ModelOpt = Annotated[
     str,
