@@ -22,6 +22,7 @@ from aloekit.evaluation.calibration import (
     top1_confidence,
 )
 from aloekit.evaluation.mcqa import evaluate
+from support import aloe
 from test_mcqa import MODEL, ScriptedEngine, needs_shared
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -213,3 +214,17 @@ def test_the_reliability_diagram_draws_each_models_bins(tmp_path):
         (Path(os.environ["ALOE_SCREENSHOT_DIR"]) / "reliability-diagram.png").write_bytes(png)
     with pytest.raises(ValueError, match="no calibration record"):
         reliability_diagram({"empty": calibration_record([], [])})
+
+
+@needs_shared
+def test_aloe_eval_prints_and_records_medexqa_specialties_and_calibration(tiny_llama, tmp_path):
+    out = tmp_path / "o"
+    result = aloe(
+        "eval", "--model", str(tiny_llama), "--benchmarks", "medexqa", "--data-dir", str(SHARED), "--subset", "40",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "accuracy by subject" in result.stdout and "calibration of the answers" in result.stdout
+    r = json.loads((out / "results.json").read_text())["benchmarks"]["medexqa"]
+    assert sum(s["n"] for s in r["subjects"].values()) == 40 and len(r["subjects"]) >= 3
+    assert 0.0 <= r["calibration"]["ece"] <= 1.0 and r["calibration"]["n"] == 40
