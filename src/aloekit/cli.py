@@ -18,6 +18,7 @@ import typer
 from aloekit.cli_data import data_app
 from aloekit.cli_export import export_app
 from aloekit.cli_medprompt import medprompt_app
+from aloekit.cli_review import review_app
 from aloekit.cli_train import train_app
 from aloekit.errors import UserError
 from aloekit.models import DEFAULT_MODEL
@@ -41,6 +42,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(export_app, name="export")
 app.add_typer(train_app, name="train")
 app.add_typer(medprompt_app, name="medprompt")
+app.add_typer(review_app, name="review")
 
 ModelOpt = Annotated[
     str,
@@ -383,7 +385,13 @@ def eval_(
         return
     from rich.console import Console
 
-    Console().print(table(results))
+    from aloekit.evaluation.breakdown import calibration_table, subject_table
+
+    console = Console()
+    console.print(table(results))
+    for extra in (subject_table(results), calibration_table(results)):
+        if extra is not None:
+            console.print(extra)
     typer.echo(f"wrote {out / 'results.json'} and {out / 'samples.jsonl'}")
 
 

@@ -356,11 +356,12 @@ def _settle(job: _Job, *, result: list[Any] | None = None, error: BaseException 
 # --- ASGI gate: logging, auth, body size --------------------------------------------------------------------
 
 
-class _Gate:
+class RequestGate:
     """Outer ASGI layer: one log line per request, bearer-token check and the request-size limit.
 
     Pure ASGI rather than a BaseHTTPMiddleware so the body can be counted as it arrives (the Content-Length
     header is checked first, but a client can lie or send chunked) and rejected before FastAPI parses it.
+    ``aloe review serve`` wraps its app in it too (``api_key=None``: reviewers sign in with cookies instead).
     """
 
     def __init__(self, app: ASGIApp, *, api_key: str | None, max_request_bytes: int) -> None:
@@ -475,7 +476,7 @@ def create_app(
     app = FastAPI(title="aloe serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher = batcher
     app.state.limits = limits
-    app.add_middleware(_Gate, api_key=api_key, max_request_bytes=limits.max_request_bytes)
+    app.add_middleware(RequestGate, api_key=api_key, max_request_bytes=limits.max_request_bytes)
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:

@@ -18,8 +18,11 @@ Questions: every one of a benchmark, or its first ``limit`` (lm-eval's ``--limit
 
 Outputs, in ``out_dir``: ``results.json`` (per benchmark and group: n, accuracy with a 95% CI (bootstrap;
 Wilson at 0/n and n/n), the distribution of predicted answers next to the gold one, unparseable rate, tokens,
-seconds, plus the config, the model's fingerprint, package versions and seed), ``samples.jsonl`` (one line per
-question) and ``cache.jsonl`` (what makes a killed run resumable).
+seconds; accuracy per subject where the questions name one (:mod:`aloekit.evaluation.breakdown`); in ``loglik``
+mode the calibration of the answers (ECE with its interval and the reliability bins,
+:mod:`aloekit.evaluation.calibration`) per benchmark, per group and over every question; plus the config, the
+model's fingerprint, package versions and seed), ``samples.jsonl`` (one line per question, with its subject and,
+in ``loglik`` mode, its top-1 confidence) and ``cache.jsonl`` (what makes a killed run resumable).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from aloekit.data.sources.mcqa import LETTERS
 from aloekit.engines.base import Engine, GenerationRequest, LoglikelihoodRequest
 from aloekit.errors import UserError
 from aloekit.evaluation import benchmarks, prompts
+from aloekit.evaluation.breakdown import by_subject
 from aloekit.evaluation.cache import RequestCache, request_key
+from aloekit.evaluation.calibration import calibration_record, top1_confidence
 from aloekit.evaluation.stats import accuracy_ci, distribution, weighted_mean
 from aloekit.models import atomic_write_text
 from aloekit.progress import progress_bar
@@ -67,6 +72,8 @@ class Scored:
     """Mode-specific record for samples.jsonl (medprompt: examples, every run's answer)."""
     agreement: float | None = None
     """medprompt: share of the ensemble's answers that agree with the vote."""
+    confidence: float | None = None
+    """loglik: the softmax probability of the predicted option over the options' log-likelihoods."""
 
 
 @dataclass
@@ -244,7 +251,8 @@ def _score_loglik(
         lls = np.array([v["logprob"] for v in values])
         # lm-eval's acc_norm divides by the choice's length in characters (without the delimiter).
         per_char = lls / np.array([float(len(c)) for c in opts])
-        pred, pred_norm = int(np.argmax(lls)), int(np.argmax(per_char))
+        pred, confidence = top1_confidence(lls)
+        pred_norm = int(np.argmax(per_char))
         run.scored.append(
             Scored(
                 item,
@@ -255,6 +263,7 @@ def _score_loglik(
                 loglikelihoods=[float(x) for x in lls],
                 pred_norm=pred_norm,
                 tokens=sum(int(v["n_tokens"]) for v in values),
+                confidence=confidence,
             )
         )
     return run
@@ -404,6 +413,9 @@ def _benchmark_result(run: BenchmarkRun, mode: str, seed: int, max_tokens: int |
     }
     if run.indices is not None:
         result["sampled"] = {"of": run.of, "n": len(run.indices)}
+    subjects = by_subject([s.item.subject for s in run.scored], [s.correct for s in run.scored], seed=seed)
+    if subjects:
+        result["subjects"] = subjects
     if mode == "medprompt" and run.scored:
         result["agreement"] = float(np.mean([s.agreement or 0.0 for s in run.scored]))
         result["retries"] = sum(len(a["retries"]) for s in run.scored for a in (s.detail or {}).get("answers", []))
@@ -412,6 +424,7 @@ def _benchmark_result(run: BenchmarkRun, mode: str, seed: int, max_tokens: int |
         lo_n, hi_n = accuracy_ci(norm, seed=seed)
         result["acc_norm"] = float(np.mean(norm)) if norm else float("nan")
         result["acc_norm_ci95"] = [lo_n, hi_n]
+        result["calibration"] = _calibration(run.scored, seed)
     else:
         result["unparseable_rate"] = float(np.mean([s.pred is None for s in run.scored])) if run.scored else 0.0
         known = [s.truncated for s in run.scored if s.truncated is not None]
@@ -450,11 +463,19 @@ def _results(
             norm = [float(s.pred_norm == s.item.answer) for m in members for s in by_name[m].scored]
             group_results[group]["acc_norm"] = weighted_mean([(per[m]["acc_norm"], per[m]["n"]) for m in members])
             group_results[group]["acc_norm_ci95"] = list(accuracy_ci(norm, seed=config.seed))
+            group_results[group]["calibration"] = _calibration(
+                [s for m in members for s in by_name[m].scored], config.seed
+            )
+    overall = {}
+    if config.mode == "loglik":
+        # Every question of the run pooled: the model's reliability diagram.
+        overall["calibration"] = _calibration([s for run in runs for s in run.scored], config.seed)
     return {
         "formulation": config.formulation if config.mode == "loglik" else None,
         "headline": config.headline,
         "benchmarks": per,
         "groups": group_results,
+        **overall,
         "config": json.loads(config.model_dump_json()),
         "model": model,
         "seed": config.seed,
@@ -463,11 +484,17 @@ def _results(
     }
 
 
+def _calibration(scored: list[Scored], seed: int) -> dict[str, Any]:
+    """Calibration of the ``acc`` prediction (the argmax of the raw log-likelihoods, whose softmax it is)."""
+    return calibration_record([s.confidence or 0.0 for s in scored], [s.correct for s in scored], seed=seed)
+
+
 def _sample(name: str, index: int, s: Scored) -> dict[str, Any]:
     record: dict[str, Any] = {
         "benchmark": name,
         "index": index,
         "id": s.item.id,
+        "subject": s.item.subject,
         "prompt": s.prompt,
         "options": list(s.item.options),
         "choices": s.choices,
@@ -478,6 +505,7 @@ def _sample(name: str, index: int, s: Scored) -> dict[str, Any]:
     if s.loglikelihoods is not None:
         record["loglikelihoods"] = s.loglikelihoods
         record["pred_norm"] = s.pred_norm
+        record["confidence"] = s.confidence
     if s.generation is not None:
         record["generation"] = s.generation
         record["extracted"] = _label(s.choices, s.pred)

@@ -2,8 +2,9 @@
 
 Each function takes plain data (what the stages write to results.json) and draws one figure people would rather
 look at than read: accuracy of every benchmark at every stage of the recipe with its 95% CI, attack success
-by style and over-refusal before and after alignment, the training curves of every training stage, and the
-Medprompt ladder. Matplotlib runs headless (Agg); nothing is shown or written elsewhere.
+by style and over-refusal before and after alignment, the training curves of every training stage, the
+Medprompt ladder, and the reliability diagram of log-likelihood answers. Matplotlib runs headless (Agg); nothing
+is shown or written elsewhere.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "loss_points",
     "medprompt_ladder",
     "over_refusal",
+    "reliability_diagram",
     "training_curves",
 ]
 
@@ -156,6 +158,41 @@ def over_refusal(results: Mapping[str, Mapping[str, Any]]) -> bytes:
     suites = dict.fromkeys(g.split(": ", 1)[0] for g in groups)
     title = f"Over-refusal: {', '.join(suites)}"
     return _grouped_bars(groups, series, xlabel="rate (95% CI; lower is better)", title=title)
+
+
+def reliability_diagram(calibrations: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """``calibrations``: model or stage name -> a calibration record (``aloe eval``'s ``results.json``
+    ``calibration``: ECE, its interval and the reliability bins). One line per model through the occupied bins
+    (mean confidence -> accuracy), points sized by the bin's questions, against the diagonal of perfect
+    calibration: below it a model is overconfident. The legend carries each model's ECE with its 95% interval.
+    Raises ValueError when no record has an occupied bin."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    ax.plot([0, 1], [0, 1], "--", color="0.5", linewidth=1, label="perfect calibration")
+    drawn = 0
+    for name, record in calibrations.items():
+        occupied = [b for b in record.get("reliability", []) if b.get("n")]
+        if not occupied:
+            continue
+        drawn += 1
+        confidence = [float(b["confidence"]) for b in occupied]
+        accuracy = [float(b["accuracy"]) for b in occupied]
+        total = sum(int(b["n"]) for b in occupied)
+        low, high = record["ece_ci95"]
+        label = f"{name}: ECE {record['ece']:.3f} [{low:.3f}, {high:.3f}], n={total}"
+        (line,) = ax.plot(confidence, accuracy, "-", linewidth=1.2, label=label)
+        sizes = [20 + 300 * int(b["n"]) / total for b in occupied]
+        ax.scatter(confidence, accuracy, s=sizes, color=line.get_color(), alpha=0.7, edgecolors="white")
+    if not drawn:
+        raise ValueError("no calibration record with answers to draw")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("top-1 confidence (softmax over the options' log-likelihoods)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability diagram (10 equal-width bins; point area = questions)")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    return _png(fig)
 
 
 Point = tuple[float, float]

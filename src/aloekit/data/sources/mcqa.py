@@ -95,7 +95,10 @@ def letter_index(letter: str, n_options: int, where: str, key: str) -> int:
 
 
 def medqa_row(row: Mapping[str, Any], where: str) -> MCQItem:
-    """MedQA / MedExQA JSON lines: ``question``, ``options`` {A: .., B: ..}, ``answer_idx`` (a letter)."""
+    """MedQA / MedExQA JSON lines: ``question``, ``options`` {A: .., B: ..}, ``answer_idx`` (a letter).
+
+    The subject is MedQA's ``meta_info`` (its USMLE step) or, in MedExQA's medagents layout, the specialty that
+    ``realidx`` carries after the row number (``12_speech_pathologist``)."""
     options = field(row, "options", where, dict)
     letters = sorted(options)
     if letters != list(LETTERS[: len(letters)]):
@@ -105,7 +108,17 @@ def medqa_row(row: Mapping[str, Any], where: str) -> MCQItem:
     texts = tuple(str(options[k]) for k in letters)
     answer = letter_index(field(row, "answer_idx", where), len(texts), where, "answer_idx")
     item_id = str(row.get("id") or row.get("realidx") or where)
-    return MCQItem(id=item_id, question=field(row, "question", where), options=texts, answer=answer)
+    return MCQItem(
+        id=item_id, question=field(row, "question", where), options=texts, answer=answer, subject=_medqa_subject(row)
+    )
+
+
+def _medqa_subject(row: Mapping[str, Any]) -> str | None:
+    meta = _text_or_none(row.get("meta_info"))
+    if meta:
+        return meta
+    specialty = re.fullmatch(r"\d+_([a-z_]+)", str(row.get("realidx") or ""))
+    return specialty.group(1) if specialty else None
 
 
 def medmcqa_row(cop_base: int) -> RowParser:
