@@ -35,7 +35,7 @@ $(MK_STAMP):
 # its wheel is built once into wheels/ and installed from there on every later install.
 install-llamacpp: $(STAMP)
 	ls wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || $(PY) -m pip wheel --no-deps "llama-cpp-python>=0.3" -w wheels
-	$(PY) -m pip install -q --no-deps wheels/llama_cpp_python-*.whl
+	$(PY) -m pip install -q wheels/llama_cpp_python-*.whl
 
 # The whole recipe (data, SFT, merge, two DPO stages, evaluation, safety, report) on the embedded model and the
 # demo corpus, offline; rerunning it resumes (or, finished, just prints the report's path again).
