@@ -583,3 +583,13 @@ def test_two_processes_under_accelerate_launch_on_cpu(tiny_llama: Path, tmp_path
     assert [(s["name"], s["status"]) for s in manifest["stages"]] == [("s1", "done")]
     assert (tmp_path / "out" / "s1" / "model" / "model.safetensors").is_file()
     assert len(list((tmp_path / "refcache").glob("*.safetensors"))) == 2, "train and eval values, computed now"
+
+
+def test_a_stage_that_stops_early_scores_only_the_pairs_it_will_train_on_in_whole_groups() -> None:
+    from aloekit.train.dpo import pairs_used
+
+    rows = [{"id": f"q{i}:rot{k}"} for i in range(10) for k in range(4)]  # 10 questions x 4 rotations
+    assert pairs_used(rows, None) == rows and pairs_used(rows, 400) == rows
+    used = pairs_used(rows, 10)  # 10 pairs end inside q2's group: the group is completed
+    assert [r["id"] for r in used] == [f"q{i}:rot{k}" for i in range(3) for k in range(4)]
+    assert pairs_used(rows, 8) == rows[:8]  # a boundary: nothing added

@@ -310,7 +310,11 @@ def _split(pairs: Sequence[PreferencePair], config: PrefsConfig) -> dict[str, li
     groups = sorted({_group(p) for p in pairs})
     rng.shuffle(groups)
     held = set(groups[: round(len(groups) * config.validation)])
-    train = [p for p in pairs if _group(p) not in held]
+    members: dict[str, list[PreferencePair]] = defaultdict(list)
+    for p in pairs:
+        members[_group(p)].append(p)
+    # Groups in random order, each group's pairs together: the trainer shuffles pairs anyway, and a DPO stage
+    # that stops early takes a prefix of whole groups (aloekit.train.dpo.pairs_used).
+    train = [p for g in groups if g not in held for p in members[g]]
     validation = [p for p in pairs if _group(p) in held]
-    rng.shuffle(train)
     return {"train": train, "validation": validation}

@@ -321,6 +321,29 @@ def train_dpo(
     }
 
 
+def _pairs_per_run(config: DPORunConfig, stage: DPOStage) -> int | None:
+    """Pairs ``max_steps`` optimizer steps consume over every process (None: epochs decide, all are used)."""
+    if not stage.max_steps:
+        return None
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return stage.max_steps * config.per_device_batch_size * config.gradient_accumulation * world
+
+
+def pairs_used(rows: list[dict[str, Any]], needed: int | None) -> list[dict[str, Any]]:
+    """The first ``needed`` pairs, plus the rest of the last one's group (pairs of one question or request, ids
+    ``<item>:<variant>``, are written next to each other): a stage that stops after ``max_steps`` never sees the
+    others, so their reference log-probabilities (a forward pass each, minutes for thousands of pairs on a CPU)
+    are not computed. Keeping whole groups keeps what a group balances (a question's rotations: every letter
+    chosen and rejected once) balanced in what is trained on."""
+    if needed is None or needed >= len(rows):
+        return rows
+    group = str(rows[needed - 1].get("id", "")).rsplit(":", 1)[0]
+    end = needed
+    while end < len(rows) and str(rows[end].get("id", "")).rsplit(":", 1)[0] == group:
+        end += 1
+    return rows[:end]
+
+
 def _is_main() -> bool:
     """The first process of a distributed run (accelerate / torchrun set RANK), or the only one. Only it checks
     and writes the run's files; the others train and wait for it at the end of each stage."""
@@ -524,7 +547,11 @@ def _build_trainer(
     dtype = getattr(torch, policy_dtype(precision, lora=config.lora is not None))
     model = AutoModelForCausalLM.from_pretrained(policy.path, dtype=dtype, trust_remote_code=config.trust_remote_code)
 
-    train = Dataset.from_list(read_pairs(pairs.train))
+    rows = read_pairs(pairs.train)
+    used = pairs_used(rows, _pairs_per_run(config, stage))
+    if len(used) < len(rows):
+        _say(progress, f"stage {stage.name}: {stage.max_steps} steps use {len(used)} of {len(rows)} pairs")
+    train = Dataset.from_list(used)
     validation = Dataset.from_list(read_pairs(pairs.validation)) if pairs.validation else None
 
     versions = check_versions()
@@ -538,7 +565,8 @@ def _build_trainer(
     }
     keys = {
         "train": refcache.cache_key(
-            dataset_sha256=pairs.train_sha256,
+            # The pairs used are a prefix of the file: its hash and length name them.
+            dataset_sha256=pairs.train_sha256 if len(used) == len(rows) else f"{pairs.train_sha256}:{len(used)}",
             split="train",
             reference_fingerprint=policy_fingerprint,
             tokenization=tokenization,
