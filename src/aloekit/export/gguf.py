@@ -93,14 +93,19 @@ def _head_dim(config: Any) -> int:
     return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
 
 
-def _llama_hparams(writer: gguf.GGUFWriter, config: Any) -> None:
-    head_dim = _head_dim(config)
+def _shared_hparams(writer: gguf.GGUFWriter, config: Any) -> None:
+    """The sizes every supported architecture writes the same way."""
     writer.add_context_length(int(config.max_position_embeddings))
     writer.add_embedding_length(int(config.hidden_size))
     writer.add_block_count(int(config.num_hidden_layers))
     writer.add_feed_forward_length(int(config.intermediate_size))
     writer.add_head_count(int(config.num_attention_heads))
     writer.add_head_count_kv(int(config.num_key_value_heads))
+
+
+def _llama_hparams(writer: gguf.GGUFWriter, config: Any) -> None:
+    head_dim = _head_dim(config)
+    _shared_hparams(writer, config)
     writer.add_rope_freq_base(_rope_theta(config))
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_rope_dimension_count(head_dim)
@@ -138,12 +143,7 @@ def _gemma3_hparams(writer: gguf.GGUFWriter, config: Any) -> None:
         )
     if _rope_theta(config, "sliding_attention") != 10_000.0:
         raise UserError("Gemma 3's sliding-window layers must use rope_theta 10000 (llama.cpp assumes it)")
-    writer.add_context_length(int(config.max_position_embeddings))
-    writer.add_embedding_length(int(config.hidden_size))
-    writer.add_block_count(int(config.num_hidden_layers))
-    writer.add_feed_forward_length(int(config.intermediate_size))
-    writer.add_head_count(int(config.num_attention_heads))
-    writer.add_head_count_kv(int(config.num_key_value_heads))
+    _shared_hparams(writer, config)
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
     writer.add_key_length(head_dim)
     writer.add_value_length(head_dim)
