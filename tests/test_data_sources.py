@@ -567,7 +567,7 @@ def test_every_training_source_is_readable_somewhere_and_every_evaluation_set_is
         if spec.evaluation_only:
             assert spec.format is None and spec.local is not None
             continue
-        assert spec.local or spec.hub, spec.name
+        assert spec.local or spec.hub or spec.built_in, spec.name
         for key in {spec.format, spec.hub_format or spec.format}:
             assert sources._FORMATS[key].kind == spec.kind, spec.name
     assert {s.name for s in SOURCES.values() if s.general} == {"capybara", "deita", "dpo_mix_7k"}

@@ -352,7 +352,7 @@ def test_a_dry_run_refuses_an_unknown_benchmark_or_suite_or_a_missing_file(
         (["--port", "0"], ["--port"]),
         (["--max-queue", "0"], ["--max-queue"]),
         (["--max-concurrency", "-1"], ["--max-concurrency"]),
-        (["--backend", "nosuch"], ["--backend nosuch", "hf, vllm, openai"]),
+        (["--backend", "nosuch"], ["--backend nosuch", "hf, vllm, llamacpp, openai"]),
         (["--host", "nosuch.invalid"], ["cannot listen on nosuch.invalid:8000"]),
     ],
 )
