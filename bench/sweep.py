@@ -62,7 +62,9 @@ def _val_sets(data_dir: Path, work: Path) -> list[str]:
     return names
 
 
-def _mixture(data_dir: Path, out: Path, plain_share: float, cap_instructions: int) -> dict[str, Any]:
+def _mixture(
+    data_dir: Path, out: Path, plain_share: float, cap_instructions: int, rotations: int, cap_medmcqa: int | None
+) -> dict[str, Any]:
     from aloekit.data.mixture import MixtureConfig, build
 
     if (out / "train.jsonl").is_file():
@@ -72,13 +74,15 @@ def _mixture(data_dir: Path, out: Path, plain_share: float, cap_instructions: in
         seed=0,
         validation=0.03,
         sources=[
-            {"source": "medmcqa", "part": SFT_MEDMCQA_PART},
+            {"source": "medmcqa", "part": SFT_MEDMCQA_PART, "cap": cap_medmcqa},
             {"source": "pubmedqa", "part": (0.0, VAL_PART[0])},
             {"source": "medexqa"},
             {"source": "medical_meadow", "cap": cap_instructions},
             {"source": "medicationqa", "cap": cap_instructions // 2},
         ],
-        mcq={"balance_letters": True, "plain_share": plain_share},
+        mcq={"rotations": rotations, "plain_share": plain_share}
+        if rotations > 1
+        else {"balance_letters": True, "plain_share": plain_share},
         decontamination={"exclude": ["medmcqa"]},
     )
     return build(config, out, log=lambda m: print(f"  data: {m}", flush=True))
@@ -160,6 +164,11 @@ def main() -> int:
     parser.add_argument("--plain-share", type=float, default=0.5)
     parser.add_argument("--instructions", type=int, default=600, help="Medical Meadow cap (MedicationQA: half)")
     parser.add_argument(
+        "--rotations", type=int, default=4, help="each MCQ taught at this many letters (1: letters dealt evenly)"
+    )
+    parser.add_argument("--cap-medmcqa", type=int, default=4000, help="MedMCQA samples (rotated copies included)")
+    parser.add_argument("--scheduler", default="cosine", help="learning-rate schedule after warmup")
+    parser.add_argument(
         "--merge", action="append", default=[], help="SFT_WEIGHT:DENSITY of a DARE-TIES merge of the last point"
     )
     parser.add_argument("--precision", default="bf16")
@@ -170,8 +179,8 @@ def main() -> int:
 
     started = time.time()
     names = _val_sets(args.data_dir, args.work)
-    data = args.work / f"data-plain{args.plain_share}-instr{args.instructions}"
-    stats = _mixture(args.data_dir, data, args.plain_share, args.instructions)
+    data = args.work / f"data-plain{args.plain_share}-instr{args.instructions}-rot{args.rotations}-{args.cap_medmcqa}"
+    stats = _mixture(args.data_dir, data, args.plain_share, args.instructions, args.rotations, args.cap_medmcqa)
     print(f"mixture: {stats.get('train')} train / {stats.get('validation')} validation samples", flush=True)
     base = models.resolve(args.model).path
     rows: list[dict[str, Any]] = []
@@ -192,7 +201,7 @@ def main() -> int:
             per_device_batch_size=args.batch,
             gradient_accumulation=args.accumulation,
             warmup_ratio=0.1,
-            scheduler="constant_with_warmup",
+            scheduler=args.scheduler,
             eval_steps=args.eval_every,
             save_steps=args.eval_every,
             save_total_limit=args.steps // args.eval_every + 1,
@@ -230,7 +239,8 @@ def main() -> int:
         f"Date {time.strftime('%Y-%m-%d')}, 2 CPU cores, wall time {time.time() - started:.0f} s. Validation: "
         + ", ".join(f"{n} (n={base_scores[n]['n']})" for n in names)
         + f". Mixture: {stats.get('train')} samples (MedMCQA part [0, 0.75), PubMedQA pool [0, 0.9), MedExQA "
-        f"train, Medical Meadow / MedicationQA), options letter-balanced, plain share {args.plain_share}; packed "
+        f"train, Medical Meadow / MedicationQA), each MCQ at {args.rotations} letters (copies packed in one row), "
+        f"plain share {args.plain_share}, schedule {args.scheduler}; packed "
         f"rows of {args.max_length} tokens, batch {args.batch} x {args.accumulation}, precision {args.precision}; "
         f"scored in {args.eval_dtype}.",
         "",

@@ -261,3 +261,15 @@ def test_rotated_answer_pairs_choose_and_reject_every_letter_equally_often_so_a_
     halves = _split(pairs, Split())  # type: ignore[arg-type]
     held = {p.id.split(":rot")[0] for p in halves["validation"]}
     assert len(held) == 6 and not held & {p.id.split(":rot")[0] for p in halves["train"]}
+
+
+def test_always_styles_teach_every_request_as_written_besides_one_drawn_wrapper() -> None:
+    from aloekit.data.prefs import check_styles, pick_styles
+
+    styles = ["plain", "role_play", "refusal_suppression"]
+    picked = [pick_styles(f"r{i}", styles, 1, 0, always=["plain"]) for i in range(40)]
+    assert all(p[0] == "plain" and len(p) == 2 and p[1] != "plain" for p in picked)
+    assert {p[1] for p in picked} == {"role_play", "refusal_suppression"}
+    assert check_styles(styles, 1, ["plain"]) is None
+    assert "styles_per_request" in (check_styles(styles, 3, ["plain"]) or "")
+    assert "must be among" in (check_styles(["role_play"], 1, ["plain"]) or "")

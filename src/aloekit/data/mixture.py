@@ -27,7 +27,7 @@ from aloekit.data.clean import CleanConfig, clean_chat, clean_harmful, clean_mcq
 from aloekit.data.cot import explanation_cot, load_verified
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import DedupConfig, exact_dedup, near_dedup
-from aloekit.data.prefs import benign_pairs, pick_styles, template_refusal
+from aloekit.data.prefs import benign_pairs, check_styles, pick_styles, template_refusal
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import SOURCES, BenignItem, load_source
 from aloekit.data.tally import Tally
@@ -144,14 +144,18 @@ class SafetyFormat(_Config):
     styles_per_request: int = Field(
         1, ge=1, description="Distinct styles per request (one sample each), drawn by a hash of seed and request."
     )
+    always_styles: tuple[str, ...] = Field(
+        (),
+        description="Styles every request gets on top of the drawn ones, e.g. [plain]: each request is also taught "
+        "as written, so refusing is tied to the harm and not only to the wrapper.",
+    )
 
     @model_validator(mode="after")
     def _known_styles(self) -> SafetyFormat:
-        unknown = [s for s in self.styles if s not in STYLES]
-        if unknown:
-            raise ValueError(f"unknown attack style '{unknown[0]}': choose from {', '.join(STYLES)}")
-        if self.styles and self.styles_per_request > len(set(self.styles)):
-            raise ValueError(f"styles_per_request {self.styles_per_request} exceeds the {len(set(self.styles))} styles")
+        if self.styles or self.always_styles:
+            problem = check_styles(self.styles, self.styles_per_request, self.always_styles)
+            if problem:
+                raise ValueError(problem)
         return self
 
 
@@ -236,7 +240,9 @@ def styled_requests(request: HarmfulRequest, config: SafetyFormat, seed: int) ->
         dataclasses.replace(
             request, id=f"{request.id}:{style}", prompt=apply_style(style, request.prompt), safe_response=safe
         )
-        for style in pick_styles(request.id, list(dict.fromkeys(config.styles)), config.styles_per_request, seed)
+        for style in pick_styles(
+            request.id, list(dict.fromkeys(config.styles)), config.styles_per_request, seed, config.always_styles
+        )
     ]
 
 
@@ -642,12 +648,17 @@ def mix_and_split(
 _COPY_SUFFIX = re.compile(r":(?:rot\d+|" + "|".join(map(re.escape, STYLES)) + r")$")
 
 
+def item_key(sample_id: str) -> str:
+    """The item a sample was made from: its id without a copy suffix (``:rot<k>`` or ``:<attack style>``)."""
+    return _COPY_SUFFIX.sub("", sample_id)
+
+
 def _item_groups(samples: Sequence[ChatSample]) -> list[list[ChatSample]]:
     """``samples`` grouped by the item they were made from (ids ``<item>:rot<k>`` or ``<item>:<style>``), in
     first-seen order; a sample of its own is a group of one."""
     groups: dict[str, list[ChatSample]] = {}
     for s in samples:
-        groups.setdefault(_COPY_SUFFIX.sub("", s.id), []).append(s)
+        groups.setdefault(item_key(s.id), []).append(s)
     return list(groups.values())
 
 

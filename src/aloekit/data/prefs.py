@@ -197,10 +197,24 @@ def _answer(item: MCQItem, index: int, option_text: bool) -> str:
 # --- red-teaming ----------------------------------------------------------------------------------------------
 
 
-def pick_styles(request_id: str, styles: Sequence[str], k: int, seed: int) -> list[str]:
-    """``k`` distinct styles of ``styles`` for one request."""
+def pick_styles(request_id: str, styles: Sequence[str], k: int, seed: int, always: Sequence[str] = ()) -> list[str]:
+    """The ``always`` styles, then ``k`` distinct others of ``styles`` drawn for one request."""
     # Seeded by (seed, request id), not by position: adding or filtering requests leaves the others' styles alone.
-    return random.Random(f"{seed}:{request_id}").sample(list(styles), k)
+    others = [s for s in styles if s not in always]
+    return [*always, *random.Random(f"{seed}:{request_id}").sample(others, min(k, len(others)))]
+
+
+def check_styles(styles: Sequence[str], k: int, always: Sequence[str] = ()) -> str | None:
+    """What is wrong with drawing ``k`` styles per request besides ``always`` from ``styles`` (None: nothing)."""
+    unknown = [s for s in (*styles, *always) if s not in STYLES]
+    if not styles or unknown:
+        return f"attack styles {unknown or '(none)'} are not known: choose from {', '.join(STYLES)}"
+    if any(s not in styles for s in always):
+        return f"always_styles {list(always)} must be among the styles {list(styles)}"
+    others = len(set(styles) - set(always))
+    if not 1 <= k <= max(others, 1) or (others == 0 and not always):
+        return f"styles_per_request must be between 1 and {others} (the styles besides always_styles), got {k}"
+    return None
 
 
 def redteam_pairs(
@@ -211,6 +225,7 @@ def redteam_pairs(
     tally: Tally,
     responder: Engine | None = None,
     styles_per_request: int = 1,
+    always_styles: Sequence[str] = (),
     max_tokens: int = 384,
     progress: bool = False,
     refusal_templates: bool = False,
@@ -224,16 +239,14 @@ def redteam_pairs(
     ("no safe response" / "no compliant response"). With ``refusal_templates``, a request with no shipped safe
     reply gets one of :data:`SAFE_REFUSALS` (picked by a hash of seed and request) instead of a generated one.
     """
-    unknown = [s for s in styles if s not in STYLES]
-    if not styles or unknown:
-        raise UserError(f"attack styles {unknown or '(none)'} are not known: choose from {', '.join(STYLES)}")
-    if not 1 <= styles_per_request <= len(set(styles)):
-        raise UserError(f"styles_per_request must be between 1 and {len(set(styles))}, got {styles_per_request}")
+    problem = check_styles(styles, styles_per_request, always_styles)
+    if problem:
+        raise UserError(problem)
     distinct = list(dict.fromkeys(styles))
     jobs = [
         (request, style, apply_style(style, request.prompt))
         for request in requests
-        for style in pick_styles(request.id, distinct, styles_per_request, seed)
+        for style in pick_styles(request.id, distinct, styles_per_request, seed, always_styles)
     ]
 
     # Every reply the sources lack is generated in one batched call.

@@ -70,6 +70,9 @@ class RedteamPrefs(_Config):
     sources: tuple[SourceEntry, ...] = Field(description="Harmful-request sources.", min_length=1)
     styles: tuple[str, ...] | None = Field(None, description="Attack styles to wrap requests in (None: all).")
     styles_per_request: int = Field(1, ge=1, description="Distinct styles per request (one pair each).")
+    always_styles: tuple[str, ...] = Field(
+        (), description="Styles every request gets on top of the drawn ones (e.g. [plain]: the request as written)."
+    )
     responder: EngineConfig | None = Field(
         None, description="Model that writes missing safe / compliant replies (checked by the refusal detector)."
     )
@@ -200,6 +203,7 @@ def build_prefs(
                 tally=tally,
                 responder=engine,
                 styles_per_request=r.styles_per_request,
+                always_styles=r.always_styles,
                 max_tokens=r.max_tokens,
                 progress=progress,
                 refusal_templates=r.refusal_templates,

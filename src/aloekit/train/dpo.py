@@ -37,7 +37,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +61,7 @@ from aloekit.train.common import (
     score_trained_positions_only,
 )
 from aloekit.train.export import base_model_id, export_model
+from aloekit.train.packing import grouped_order
 
 LossType = Literal[
     "sigmoid",
@@ -337,11 +338,17 @@ def pairs_used(rows: list[dict[str, Any]], needed: int | None) -> list[dict[str,
     chosen and rejected once) balanced in what is trained on."""
     if needed is None or needed >= len(rows):
         return rows
-    group = str(rows[needed - 1].get("id", "")).rsplit(":", 1)[0]
+    group = pair_group(rows[needed - 1])
     end = needed
-    while end < len(rows) and str(rows[end].get("id", "")).rsplit(":", 1)[0] == group:
+    while end < len(rows) and pair_group(rows[end]) == group:
         end += 1
     return rows[:end]
+
+
+def pair_group(row: Mapping[str, Any]) -> str:
+    """The question or request a pair was made from (ids ``<item>:<variant>``); a pair without an id is its own."""
+    pair_id = row.get("id")
+    return str(pair_id).rsplit(":", 1)[0] if pair_id is not None else f"#{id(row)}"
 
 
 def _is_main() -> bool:
@@ -643,6 +650,7 @@ def _build_trainer(
             callbacks=callbacks,
             ref_cache=cache,
             ref_exchange_dir=stage_dir / "ref-logps",
+            groups=[pair_group(row) for row in used],
         )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout
@@ -669,11 +677,28 @@ def _trainer_class() -> Any:
     from trl import DPOTrainer
 
     class AloeDPOTrainer(DPOTrainer):  # type: ignore[misc]
-        def __init__(self, *args: Any, ref_cache: refcache.RefCache, ref_exchange_dir: Path, **kwargs: Any) -> None:
+        def __init__(
+            self,
+            *args: Any,
+            ref_cache: refcache.RefCache,
+            ref_exchange_dir: Path,
+            groups: list[str] | None = None,
+            **kwargs: Any,
+        ) -> None:
             # Set before DPOTrainer.__init__, which runs the reference pass (precompute_ref_log_probs).
             self.aloe_ref_cache = ref_cache
             self.aloe_ref_exchange_dir = ref_exchange_dir
+            self.aloe_groups = groups
             super().__init__(*args, **kwargs)
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            # Groups shuffled, each group's pairs consecutive (train/packing.py grouped_order says why).
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            if self.aloe_groups is None or dataset is None:
+                return super()._get_train_sampler(train_dataset)
+            if len(dataset) != len(self.aloe_groups):
+                raise RuntimeError(f"DPO dataset has {len(dataset)} rows for {len(self.aloe_groups)} group keys")
+            return grouped_order(self.aloe_groups, self.args.data_seed or self.args.seed)
 
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
             def compute() -> Any:

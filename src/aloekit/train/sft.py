@@ -6,8 +6,9 @@ What aloekit adds to a plain ``SFTTrainer``:
   (:mod:`aloekit.train.masks`): works with templates that have no ``{% generation %}`` markers (SmolLM2's), and the
   end-of-turn token is trained so the model learns to stop. TRL receives a pre-tokenized dataset
   (``input_ids`` + ``labels``) and neither re-tokenizes nor rebuilds labels.
-* **Padding-free packing without attention across examples**: TRL's best-fit-decreasing packing puts several
-  conversations into one row of at most ``max_length`` tokens, and its padding-free collator flattens a batch
+* **Padding-free packing without attention across examples**: best-fit-decreasing packing (ours,
+  :mod:`aloekit.train.packing`, because it keeps the letter-rotated copies of one question in one row) puts several
+  conversations into one row of at most ``max_length`` tokens, and TRL's padding-free collator flattens a batch
   into one sequence whose ``position_ids`` restart at 0 at each conversation. transformers 5 turns restarting
   position ids (with no attention mask) into a block-diagonal causal mask for sdpa and eager attention (and into
   varlen kernels for flash attention), so no token attends to another conversation. That property is checked on
@@ -93,7 +94,8 @@ class SFTRunConfig(_Config):
     )
     packing: bool = Field(
         True,
-        description="Pack several conversations per row (best-fit decreasing), padding-free, with position ids "
+        description="Pack several conversations per row (best-fit decreasing, the copies of one item in the same "
+        "row where they fit, so a step's letter answers balance), padding-free, with position ids "
         "restarting per conversation so none attends to another. False: one padded conversation per row.",
     )
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
@@ -269,6 +271,24 @@ class TokenizedSplit:
 
     def columns(self) -> dict[str, list[list[int]]]:
         return {"input_ids": [s.input_ids for s in self.samples], "labels": [s.labels for s in self.samples]}
+
+    def packed_columns(self, max_length: int) -> dict[str, list[list[int]]]:
+        """Rows of at most ``max_length`` tokens, the copies of one item (``<item>:rot<k>``) in one row where they
+        fit (train/packing.py says why), with ``seq_lengths`` so that TRL's padding-free collator restarts the
+        position ids per sample and no sample attends to another."""
+        from aloekit.data.mixture import item_key
+        from aloekit.train.packing import pack_groups
+
+        bins = pack_groups([len(s.input_ids) for s in self.samples], [item_key(i) for i in self.ids], max_length)
+        rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "seq_lengths": []}
+        for members in bins:
+            rows["input_ids"].append([t for i in members for t in self.samples[i].input_ids])
+            rows["labels"].append([t for i in members for t in self.samples[i].labels])
+            rows["seq_lengths"].append([len(self.samples[i].input_ids) for i in members])
+        return rows
+
+    def dataset_columns(self, config: SFTRunConfig) -> dict[str, list[list[int]]]:
+        return self.packed_columns(config.max_length) if config.packing else self.columns()
 
     def stats(self) -> dict[str, int]:
         return {
@@ -537,12 +557,12 @@ def _sft_args(config: SFTRunConfig, *, has_eval: bool, progress: bool) -> Any:
     report_to = [r for r in config.logging.report_to() if r != "tensorboard"]  # TensorBoard: our own callback
     return SFTConfig(
         output_dir=str(config.out / CHECKPOINTS),
-        # Conversations arrive tokenized and truncated; max_length only sizes the packed rows.
-        max_length=config.max_length if config.packing else None,
-        packing=config.packing,
-        packing_strategy="bfd",
+        # Conversations arrive tokenized, truncated and (with packing) already packed by TokenizedSplit
+        # .packed_columns, which keeps an item's copies in one row; TRL's collator reads their seq_lengths.
+        max_length=None,
+        packing=False,
         padding_free=config.packing,
-        eval_packing=config.packing,
+        eval_packing=False,
         shuffle_dataset=False,  # the sampler shuffles (seeded), which resume replays exactly
         per_device_train_batch_size=config.per_device_batch_size,
         per_device_eval_batch_size=config.per_device_batch_size,
@@ -684,8 +704,8 @@ def build_trainer(
     trainer = _trainer_class(SFTTrainer)(
         model=model,
         args=args,
-        train_dataset=Dataset.from_dict(train.columns()),
-        eval_dataset=Dataset.from_dict(validation.columns()) if has_eval else None,
+        train_dataset=Dataset.from_dict(train.dataset_columns(config)),
+        eval_dataset=Dataset.from_dict(validation.dataset_columns(config)) if has_eval else None,
         processing_class=tokenizer,
         peft_config=config.lora.peft_config() if config.lora is not None else None,
         callbacks=callbacks,
