@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -701,6 +702,9 @@ def build_trainer(
         # Its writer is (re)created lazily, also for the evaluation after training: always in OUT/runs.
         tensorboard.logging_dir = str(config.out / "runs")
         callbacks.append(tensorboard)
+    # Rows arrive packed (TokenizedSplit.packed_columns), so TRL's advice against one row per micro-batch
+    # ("padding-free with batch size 1 annihilates its benefits") does not apply: silence that one warning.
+    logging.getLogger("trl.trainer.sft_trainer").addFilter(_NotBatchOfOneAdvice())
     trainer = _trainer_class(SFTTrainer)(
         model=model,
         args=args,
@@ -715,6 +719,11 @@ def build_trainer(
 
         trainer.remove_callback(PrinterCallback)
     return BuiltTrainer(trainer, train, validation, timer, base_dtype, packing_check)
+
+
+class _NotBatchOfOneAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "per_device_train_batch_size of 1 with padding-free" not in record.getMessage()
 
 
 def _trainer_class(base: type) -> type:
