@@ -91,3 +91,29 @@ def test_only_needs_the_stages_before_it_finished_and_unknown_stages_are_named(t
     with pytest.raises(UserError, match="--from sft: no such stage; the stages are data, train, report"):
         run_stages(rec.stages(), tmp_path, from_stage="sft")
     assert rec.runs == []
+
+
+def test_only_on_a_middle_stage_reruns_it_and_leaves_the_finished_run_usable(tmp_path: Path) -> None:
+    rec = Recorder()
+    run_stages(rec.stages(), tmp_path)
+    rec.runs.clear()
+    manifests = run_stages(rec.stages(), tmp_path, only="train")  # the later stage is not required, nor run
+    assert rec.runs == ["train"] and "report" not in manifests
+    rec.runs.clear()
+    # train wrote the same file again: report, which read it, is still up to date and is not rerun.
+    run_stages(rec.stages(), tmp_path)
+    assert rec.runs == []
+    run_stages(rec.stages(), tmp_path, only="report")
+    assert rec.runs == ["report"]
+
+
+def test_a_stage_output_rewritten_with_other_content_makes_the_stages_that_read_it_stale(tmp_path: Path) -> None:
+    rec = Recorder()
+    run_stages(rec.stages(), tmp_path)
+    (tmp_path / "data" / "out.txt").write_text("edited by hand")
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    from aloekit.pipeline import output_hash
+
+    assert output_hash(manifest["outputs"]) != manifest["output_hash"]
+    (tmp_path / "data" / "out.txt").write_text("data{}")  # the same bytes, a new modification time
+    assert output_hash(manifest["outputs"]) == manifest["output_hash"]
