@@ -69,6 +69,7 @@ class HFEngine:
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model.eval()
+        _output_head_in_fp32(self.model)
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.batch_size = batch_size
@@ -425,6 +426,40 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list
     if not ids:
         raise UserError("the model defines no end-of-sequence token (eos_token_id); set one in generation_config.json")
     return ids
+
+
+def _output_head_in_fp32(model: PreTrainedModel) -> None:
+    """Compute a half-precision model's logits in fp32 (the body stays in bf16/fp16, the speed is the same).
+
+    Why: bf16 logits of magnitude 16-32 are spaced 0.125 apart. Measured on SmolLM2-135M after SFT, the four
+    answer letters' log-likelihoods tied exactly on 23% of MedMCQA validation questions, and a tie goes to the first
+    option: an "A" bias made by the number format, not by the model. An fp32 head gives every option its own
+    score. The head's weight is copied once in fp32 (for tied embeddings this unties only the copy used for
+    logits; 113 MB for SmolLM2's 49k x 576 head).
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    if head is None or not isinstance(head, torch.nn.Linear) or head.weight.dtype == torch.float32:
+        return
+    model.set_output_embeddings(_fp32_head(head))
+
+
+def _fp32_head(linear: torch.nn.Linear) -> torch.nn.Module:
+    """``hidden @ W.T (+ b)`` in fp32, with fp32 copies of the weights (torch is imported lazily here)."""
+    import torch
+
+    class Fp32Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(linear.weight.detach().float(), requires_grad=False)
+            bias = linear.bias
+            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float(), requires_grad=False)
+
+        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
+
+    return Fp32Head()
 
 
 def _dtype(name: str, device: str) -> torch.dtype:
