@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -241,10 +241,15 @@ def serve(
 
 @app.command("eval")
 def eval_(
-    benchmarks: Annotated[
-        str, typer.Option("--benchmarks", help="Comma-separated benchmarks or groups, e.g. mmlu_anatomy,pubmedqa.")
-    ],
     out: Annotated[Path, typer.Option("--out", help="Folder for results.json, samples.jsonl and the cache.")],
+    benchmarks: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmarks",
+            help="Comma-separated benchmarks or groups, e.g. mmlu_anatomy,pubmedqa; with --open-ended: "
+            "medicationqa, medical_meadow, chatdoctor or file:PATH (question, reference per line).",
+        ),
+    ] = None,
     model: ModelOpt = "smollm2-135m-instruct",
     mode: Annotated[
         str, typer.Option(help="loglik (lm-eval's prompts, acc/acc_norm), generate, or medprompt.")
@@ -253,7 +258,10 @@ def eval_(
         Path | None, typer.Option(help="Folder laid out like shared/data; without it, benchmarks load from the Hub.")
     ] = None,
     backend: Backend = "hf",
-    limit: Annotated[int | None, typer.Option(help="Only the first N questions of each benchmark.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Only the first N questions of each benchmark (--open-ended: a seeded sample of N)."),
+    ] = None,
     subset: Annotated[
         int | None, typer.Option(help="A seeded random subset of N questions per benchmark (after --limit).")
     ] = None,
@@ -267,7 +275,8 @@ def eval_(
     num_fewshot: Annotated[int, typer.Option(help="Solved examples before each question.")] = 0,
     cot: Annotated[bool, typer.Option("--cot", help="generate mode: reason step by step first.")] = False,
     max_tokens: Annotated[
-        int | None, typer.Option(help="generate mode: most new tokens (default 32; 512 with --cot).")
+        int | None,
+        typer.Option(help="generate mode: most new tokens (default 32; 512 with --cot; 256 with --open-ended)."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="hf backend: sequences per forward pass.")] = 8,
     threads: Threads = None,
@@ -292,14 +301,123 @@ def eval_(
     ablation: Annotated[
         bool, typer.Option("--ablation", help="medprompt: run the ladder zero-shot -> ... -> ensemble.")
     ] = False,
+    open_ended: Annotated[
+        bool,
+        typer.Option(
+            "--open-ended", help="Free-text answers scored against reference answers (ROUGE-L, embedding, judge)."
+        ),
+    ] = False,
+    pairwise: Annotated[
+        bool,
+        typer.Option("--pairwise", help="Judge two open-ended runs' answers against each other, in both orders."),
+    ] = False,
+    answers_a: Annotated[
+        Path | None, typer.Option("--answers-a", help="--pairwise: model A's open-ended run folder or answers file.")
+    ] = None,
+    answers_b: Annotated[
+        Path | None, typer.Option("--answers-b", help="--pairwise: model B's open-ended run folder or answers file.")
+    ] = None,
+    part: Annotated[
+        str | None,
+        typer.Option(help="--open-ended: a training source's items whose id hashes into START,END, e.g. 0.8,1."),
+    ] = None,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(help="--open-ended: leave out the items of this dataset folder or .jsonl (repeatable)."),
+    ] = None,
+    no_embedding: Annotated[
+        bool, typer.Option("--no-embedding", help="--open-ended: skip the embedding similarity.")
+    ] = False,
+    judge_model: Annotated[
+        str | None, typer.Option(help="--open-ended/--pairwise: judge model (the served name for openai).")
+    ] = None,
+    judge_backend: Annotated[str, typer.Option(help="Judge engine: hf, vllm, llamacpp or openai.")] = "hf",
+    judge_base_url: Annotated[str | None, typer.Option(help="Judge server URL ending in /v1 (openai).")] = None,
     allow_pickle: AllowPickle = False,
     trust_remote_code: TrustCode = False,
 ) -> None:
-    """Evaluate a model on medical multiple-choice benchmarks; resumable (rerun the same command after a kill)."""
+    """Evaluate a model on medical multiple-choice benchmarks (or, with --open-ended, on free-text questions;
+    --pairwise compares two models' answers); resumable (rerun the same command after a kill)."""
     from pydantic import ValidationError
 
     from aloekit.config import MCQAConfig
 
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
+
+    def load_model() -> tuple[Any, dict[str, Any]]:
+        from aloekit.engines import load_engine
+
+        options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed, threads)
+        if backend == "hf":
+            options["batch_size"] = batch_size
+        if backend in ("hf", "vllm"):
+            options["dtype"] = dtype
+        served = backend == "openai"
+        engine = load_engine(backend, None if served and model == DEFAULT_MODEL else model, **options)
+        if not served:
+            return engine, _model_record(model, backend, allow_pickle, trust_remote_code)
+        # A served model's weights are out of reach: its URL and name are what identify it.
+        url = getattr(engine, "base_url", base_url)
+        return engine, {
+            "reference": engine.model_id,
+            "backend": backend,
+            "fingerprint": f"openai:{url}:{engine.model_id}",
+        }
+
+    if open_ended or pairwise:
+        from aloekit.cli_open_ended import open_ended_eval
+
+        mcqa_only = [
+            flag
+            for flag, given in (
+                ("--mode", mode != "loglik"),
+                ("--formulation", formulation != "letter"),
+                ("--subset", subset is not None),
+                ("--num-fewshot", num_fewshot > 0),
+                ("--cot", cot),
+                ("--cot-db", cot_db is not None),
+                ("--ablation", ablation),
+            )
+            if given
+        ]
+        if mcqa_only:
+            raise UserError(f"{mcqa_only[0]} is a multiple-choice setting: drop it with --open-ended or --pairwise")
+
+        open_ended_eval(
+            out=out,
+            benchmarks=benchmarks,
+            pairwise=pairwise,
+            open_ended=open_ended,
+            answers_a=answers_a,
+            answers_b=answers_b,
+            data_dir=data_dir,
+            part=part,
+            exclude=exclude or [],
+            limit=limit,
+            max_tokens=max_tokens,
+            embedding=not no_embedding,
+            judge_model=judge_model,
+            judge_backend=judge_backend,
+            judge_base_url=judge_base_url,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            as_json=as_json,
+            load_model=load_model,
+        )
+        return
+    for flag, value, mode_flag in (
+        ("--answers-a", answers_a, "--pairwise"),
+        ("--answers-b", answers_b, "--pairwise"),
+        ("--part", part, "--open-ended"),
+        ("--exclude", exclude, "--open-ended"),
+    ):
+        if value:
+            raise UserError(f"{flag} belongs to {mode_flag}: add {mode_flag}, or drop {flag}")
+    if judge_model is not None:
+        raise UserError("--judge-model judges free-text answers: add --open-ended or --pairwise (or use aloe safety)")
+    if benchmarks is None:
+        raise UserError("--benchmarks is missing: name benchmarks or groups, e.g. --benchmarks pubmedqa")
     if ablation and mode != "medprompt":
         raise UserError("--ablation is a medprompt ladder: add --mode medprompt")
     try:
@@ -335,31 +453,12 @@ def eval_(
         raise UserError(f"--{flag}: {message}" if flag else message) from e
     if ablation and (config.medprompt.database is None or not config.medprompt.k):
         raise UserError("--ablation compares few-shot steps: give --cot-db (aloe medprompt db) and --k >= 1")
-    if data_dir is not None and not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder")
-    from aloekit.engines import load_engine
     from aloekit.evaluation.mcqa import evaluate, load_benchmarks, table
 
     loaded = load_benchmarks(config)  # unknown names and bad files fail here, before a model is loaded
 
-    options = _engine_options(backend, base_url, api_key, allow_pickle, trust_remote_code, seed, threads)
-    if backend == "hf":
-        options["batch_size"] = batch_size
-    if backend in ("hf", "vllm"):
-        options["dtype"] = dtype
-    served = backend == "openai"
-    engine = load_engine(backend, None if served and model == DEFAULT_MODEL else model, **options)
+    engine, record = load_model()
     try:
-        if served:
-            # A served model's weights are out of reach: its URL and name are what identify it.
-            url = getattr(engine, "base_url", base_url)
-            record = {
-                "reference": engine.model_id,
-                "backend": backend,
-                "fingerprint": f"openai:{url}:{engine.model_id}",
-            }
-        else:
-            record = _model_record(model, backend, allow_pickle, trust_remote_code)
         if ablation:
             from aloekit.prompting.ablation import run_ablation
             from aloekit.prompting.ablation import table as ablation_table

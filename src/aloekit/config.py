@@ -300,3 +300,71 @@ class EngineConfig(_Config):
         if self.backend == "llamacpp":
             options["threads"] = self.threads
         return load_engine(self.backend, self.model, **options)
+
+
+class OpenEndedConfig(_Config):
+    """Open-ended medical question answering (``aloe eval --open-ended``): free-text answers scored against
+    reference answers (ROUGE-L, embedding similarity) and, optionally, by an LLM judge with a rubric."""
+
+    benchmarks: tuple[str, ...] = Field(
+        description="Question sets: training sources with reference answers read from data_dir (medicationqa, "
+        "medical_meadow, chatdoctor) or file:PATH (JSON lines: id (optional), question, reference)."
+    )
+    data_dir: Path | None = Field(None, description="Folder laid out like shared/data, for the training sources.")
+    part: tuple[float, float] | None = Field(
+        None,
+        description="Training sources: keep only the items whose id hashes into [start, end), as a mixture's part "
+        "does, e.g. [0.8, 1] when the SFT mixture took [0, 0.8] (the same hash, so the parts are disjoint).",
+    )
+    exclude: tuple[Path, ...] = Field(
+        (),
+        description="Dataset folders or JSON-lines files (e.g. a run's data/sft) whose items are left out: a "
+        "question whose id, or whose text as a user turn, appears there is never scored.",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="A seeded random sample of N questions per benchmark (the same for every model)."
+    )
+    max_tokens: int = Field(256, ge=1, description="Most new tokens per answer (greedy decoding).")
+    system: str | None = Field(None, description="System prompt before each question (None: none).")
+    embedding: bool = Field(True, description="Score the cosine similarity of answer and reference embeddings.")
+    embedder: str | None = Field(
+        None, description="sentence-transformers model name or folder; None: the embedded all-MiniLM-L6-v2."
+    )
+    judge: EngineConfig | None = Field(None, description="An LLM judge scoring each answer with the rubric.")
+    judge_max_tokens: int = Field(64, ge=1, description="Most new tokens per judge reply (the four score lines).")
+    seed: int = Field(0, description="Seed for the question sample, generation and the bootstrap CIs.")
+    checkpoint_every: int = Field(
+        16, ge=1, description="Questions answered (or judged) between two cache writes: a kill loses at most this many."
+    )
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one question set, e.g. medicationqa or file:PATH")
+        return value
+
+    @field_validator("part")
+    @classmethod
+    def _part(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 <= value[0] < value[1] <= 1:
+            raise ValueError(f"part {list(value)}: give start,end with 0 <= start < end <= 1")
+        return value
+
+
+class PairwiseConfig(_Config):
+    """Pairwise comparison of two models' answers by an LLM judge (``aloe eval --pairwise``), asked in both
+    orders so that a preference for a position cancels out."""
+
+    answers_a: Path = Field(description="Model A's answers: an open-ended run folder (its answers.jsonl) or a file.")
+    answers_b: Path = Field(description="Model B's answers, to the same questions.")
+    judge: EngineConfig = Field(description="The judge model.")
+    judge_max_tokens: int = Field(16, ge=1, description="Most new tokens per judge reply (one verdict line).")
+    limit: int | None = Field(None, ge=1, description="A seeded random sample of N of the questions.")
+    seed: int = Field(0, description="Seed for the sample and the bootstrap CIs.")
+    checkpoint_every: int = Field(16, ge=1, description="Questions judged between two cache writes.")

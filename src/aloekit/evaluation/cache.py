@@ -97,3 +97,41 @@ def fill_loglikelihoods(
             )
             advance(len(part))
     return len(pending), time.perf_counter() - began
+
+
+def fill_generations(
+    engine: Any,
+    cache: RequestCache,
+    keys: Sequence[str],
+    requests: Sequence[Any],
+    *,
+    chunk: int,
+    progress: bool,
+    label: str,
+) -> tuple[int, float]:
+    """Generate every request missing from ``cache``, ``chunk`` per engine call (a kill loses at most one chunk),
+    caching its text, finish reason and tokens (prompt plus completion); returns (generated now, seconds spent)."""
+    import time
+
+    from aloekit.progress import progress_bar
+
+    pending = [i for i, k in enumerate(keys) if k not in cache]
+    began = time.perf_counter()
+    with progress_bar(progress, len(keys), label) as advance:
+        advance(len(keys) - len(pending))
+        for start in range(0, len(pending), chunk):
+            part = pending[start : start + chunk]
+            results = engine.generate([requests[i] for i in part])
+            cache.put_many(
+                (
+                    keys[i],
+                    {
+                        "text": g.text,
+                        "finish": g.finish_reasons[0],
+                        "tokens": g.prompt_tokens + sum(g.completion_tokens),
+                    },
+                )
+                for i, g in zip(part, results, strict=True)
+            )
+            advance(len(part))
+    return len(pending), time.perf_counter() - began
