@@ -262,3 +262,15 @@ def test_an_ensembles_runs_share_their_prefix_once_and_generate_what_each_prompt
         assert prefix_passes and all(rows in (1, 2, 3) for rows, _ in prefix_passes)
         first_steps = [s for s in shapes if s[0] > 3 and s[1] > 1]
         assert first_steps and all(width < longest // 2 for _, width in first_steps)
+
+
+def test_a_bf16_model_scores_with_fp32_logits_so_close_options_do_not_tie(tiny_llama):
+    engine = HFEngine.from_reference(str(tiny_llama), dtype="bfloat16", batch_size=4)
+    assert next(engine.model.model.parameters()).dtype == torch.bfloat16  # the body keeps its speed
+    assert engine.model(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype == torch.float32
+    requests = [LoglikelihoodRequest("Question: 2+2?\nAnswer:", f" {letter}") for letter in "ABCDEFGH"]
+    scores = [r.logprob for r in engine.loglikelihood(requests)]
+    # bf16 logits sit on a grid (0.125 apart near 16-32) where near-equal options tie; fp32 logits do not.
+    assert len(set(scores)) == len(scores)
+    reference = [r.logprob for r in HFEngine.from_reference(str(tiny_llama), batch_size=4).loglikelihood(requests)]
+    assert max(abs(a - b) for a, b in zip(scores, reference, strict=True)) < 0.05
