@@ -171,6 +171,7 @@ def main() -> int:
     parser.add_argument(
         "--merge", action="append", default=[], help="SFT_WEIGHT:DENSITY of a DARE-TIES merge of the last point"
     )
+    parser.add_argument("--section", default="sweep", help="bench/RESULTS.md section the table is written to")
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--eval-dtype", default="bfloat16")
     args = parser.parse_args()
@@ -252,7 +253,7 @@ def main() -> int:
         pred = row["val_medmcqa"].get("predicted") or {}
         shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(pred.items()))
         lines.append(f"| {row['point']} | {row['step']} | " + " | ".join(cells) + f" | {row['mean']:.3f} | {shown} |")
-    record("sweep", "\n".join(lines))
+    record(args.section, "\n".join(lines))
     print("\n".join(lines))
     return 0
 
