@@ -119,6 +119,7 @@ def screenshot(driver: Any, name: str) -> None:
 
 
 def test_two_reviewers_vote_with_the_mouse_and_the_keyboard(review, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -132,7 +133,15 @@ def test_two_reviewers_vote_with_the_mouse_and_the_keyboard(review, browser):
 
     def wait_for_progress(done: int) -> None:
         expected = f"{done} of {total} pairs reviewed"
-        WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "progress").text == expected)
+        # The page reloads after each vote: an element found just before the reload goes stale, so the wait
+        # looks it up again instead of failing.
+        # Keys are sent only once the new page's script has run (its key handlers attached).
+        WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: (
+                d.find_element(By.ID, "progress").text == expected
+                and d.execute_script("return document.readyState") == "complete"
+            )
+        )
 
     def keys(*typed: str) -> None:
         ActionChains(browser).send_keys(*typed).perform()

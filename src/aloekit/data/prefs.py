@@ -208,7 +208,7 @@ def check_styles(styles: Sequence[str], k: int, always: Sequence[str] = ()) -> s
     """What is wrong with drawing ``k`` styles per request besides ``always`` from ``styles`` (None: nothing)."""
     unknown = [s for s in (*styles, *always) if s not in STYLES]
     if not styles or unknown:
-        return f"attack styles {unknown or '(none)'} are not known: choose from {', '.join(STYLES)}"
+        return f"unknown attack style '{unknown[0] if unknown else '(none)'}': choose from {', '.join(STYLES)}"
     if any(s not in styles for s in always):
         return f"always_styles {list(always)} must be among the styles {list(styles)}"
     others = len(set(styles) - set(always))
