@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aloekit.errors import UserError
-from aloekit.models import atomic_write_text
+from aloekit.models import atomic_write_text, file_sha256
 from aloekit.provenance import package_versions
 
 __all__ = ["Stage", "StageContext", "output_hash", "run_stages"]
@@ -71,16 +71,8 @@ def output_hash(outputs: Mapping[str, Any]) -> str:
         if isinstance(value, str) and value and Path(value).exists():
             path = Path(value)
             files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
-            described[f"{key}:files"] = [(str(p.relative_to(path.parent)), _file_sha256(p)) for p in files]
+            described[f"{key}:files"] = [(str(p.relative_to(path.parent)), file_sha256(p)) for p in files]
     return _digest(described)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _manifest(folder: Path) -> dict[str, Any] | None:

@@ -58,7 +58,7 @@ from pydantic import Field, field_validator
 
 from aloekit.config import _Config
 from aloekit.errors import MalformedRow, UserError
-from aloekit.models import atomic_write_text
+from aloekit.models import atomic_write_text, file_sha256
 from aloekit.train.common import (
     Logging,
     LoraSettings,
@@ -165,14 +165,6 @@ class ChatData:
     """sha256 of the train (and validation) file, or of the records for a Hub dataset."""
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     from aloekit.data.dataset import read_records
 
@@ -208,17 +200,17 @@ def load_chat_data(reference: str, *, validation_fraction: float = 0.05, seed: i
         if not train_file.is_file():
             raise UserError(f"dataset folder {path} has no train.jsonl: build one with `aloe data build`")
         validation_file = path / "validation.jsonl"
-        fingerprint = {"train_sha256": _sha256_file(train_file)}
+        fingerprint = {"train_sha256": file_sha256(train_file)}
         validation: list[dict[str, Any]] = []
         if validation_file.is_file():
             validation = _read_jsonl(validation_file)
-            fingerprint["validation_sha256"] = _sha256_file(validation_file)
+            fingerprint["validation_sha256"] = file_sha256(validation_file)
         return ChatData(_read_jsonl(train_file), validation, str(path), fingerprint)
     if path.is_file():
         if path.suffix not in (".jsonl", ".json"):
             raise UserError(f"dataset {path} is not a .jsonl or .json file of conversations ('messages')")
         train, validation = _holdout(_read_jsonl(path), validation_fraction, seed)
-        return ChatData(train, validation, str(path), {"train_sha256": _sha256_file(path)})
+        return ChatData(train, validation, str(path), {"train_sha256": file_sha256(path)})
     if "/" in reference and not reference.startswith((".", "/", "~")):
         return _load_hub(reference, validation_fraction, seed)
     raise UserError(
