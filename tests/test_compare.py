@@ -114,7 +114,7 @@ def test_the_stratified_ci_resamples_within_each_benchmark() -> None:
 
 
 def sample(bench: str, qid: str | None, correct: bool, pred: int = 0, gold: int = 0, index: int = 0) -> dict[str, Any]:
-    """A samples.jsonl line (mcqa._sample's fields that the comparison reads)."""
+    """A samples.jsonl line (mcqa_results.sample_record's fields that the comparison reads)."""
     return {
         "benchmark": bench,
         "index": index,

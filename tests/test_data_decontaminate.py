@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aloekit.catalog import guard
 from aloekit.data import decontaminate as dc
 from aloekit.data.decontaminate import (
     DecontamConfig,
@@ -22,7 +23,6 @@ from aloekit.data.decontaminate import (
     decontaminate,
     embedding_pass,
     evaluation_texts,
-    refuse_evaluation_source,
     report,
 )
 from aloekit.data.schema import ChatSample
@@ -211,19 +211,21 @@ def test_an_extra_medqa_test_file_given_by_path_is_checked(tmp_path: Path) -> No
 
 
 def test_an_evaluation_file_is_refused_as_a_training_source(tmp_path: Path) -> None:
+    # The one guard (aloekit.catalog.guard) is what every training loader calls.
     for path in (
         "data/xstest/xstest_prompts.csv",
         "d/harmbench/harmbench_behaviors_text_val.csv",
         "d/medmcqa/dev.jsonl",
+        "d/truthfulqa/mc_task.json",
+        "d/truthfulqa/TruthfulQA.csv",
     ):
-        with pytest.raises(UserError, match="is an evaluation set; it may never enter training data"):
-            refuse_evaluation_source(tmp_path / path)
-    extra = ExtraEvalFile(name="mine", path=tmp_path / "mine.jsonl", format="jsonl", field="q")
-    with pytest.raises(UserError, match="evaluation set"):
-        refuse_evaluation_source(tmp_path / "." / "mine.jsonl", DecontamConfig(extra=[extra]))
-    # PubMedQA's labelled file also holds the 500-PMID training pool; decontamination removes the test PMIDs.
-    refuse_evaluation_source(tmp_path / "pubmedqa" / "ori_pqal.json")
-    refuse_evaluation_source(tmp_path / "chatdoctor" / "chatdoctor5k.json")
+        with pytest.raises(UserError, match=r"is an evaluation set .*; it may never enter training data"):
+            guard.refuse_file(tmp_path / path)
+    # PubMedQA's labelled file also holds the 500-PMID training pool, which only its own source reads (apart).
+    with pytest.raises(UserError, match="only the 'pubmedqa' source may read it"):
+        guard.refuse_file(tmp_path / "pubmedqa" / "ori_pqal.json")
+    guard.refuse_file(tmp_path / "pubmedqa" / "ori_pqal.json", "pubmedqa")
+    guard.refuse_file(tmp_path / "chatdoctor" / "chatdoctor5k.json")
 
 
 def test_plain_text_formats_need_their_field() -> None:

@@ -470,3 +470,30 @@ def test_without_a_responder_look_alikes_without_answers_are_dropped_and_counted
     stats = json.loads((tmp_path / "o" / "stats.json").read_text())
     assert stats["sources"]["lookalike"].get("train", 0) == 0
     assert stats["dropped"]["format"]["benign prompt without an answer"]["count"] == 348
+
+
+def test_a_reasoning_share_teaches_the_rest_of_the_explained_questions_answer_only_so_the_model_follows_the_ask(
+    tmp_path: Path,
+) -> None:
+    from aloekit.data.mixture import ReasoningConfig, to_chat
+    from aloekit.data.schema import MCQItem
+    from aloekit.data.tally import Tally
+
+    explanation = "The second option is right because the mechanism described matches it and no other option."
+    items = [
+        MCQItem(id=f"q{i}", question=f"Q{i}?", options=("a", "b", "c", "d"), answer=1, explanation=explanation)
+        for i in range(400)
+    ]
+    source = [{"format": "mcq", "path": tmp_path / "x.jsonl"}]
+    every = MixtureConfig(sources=source)
+    half = MixtureConfig(sources=source, cot=ReasoningConfig(share=0.5))
+
+    assert {to_chat(item, "x", every, {}, Tally())[1] for item in items} == {"explanation"}
+    taught = [to_chat(item, "x", half, {}, Tally()) for item in items]
+    answer_only = [s for s, origin in taught if s is not None and origin == "none"]
+    assert 0.4 < len(answer_only) / len(items) < 0.6
+    # Asked for the answer only (the answer-only templates), it replies with the answer and nothing else.
+    assert {s.task for s in answer_only} == {"mcqa"} and {s.messages[-1]["content"] for s in answer_only} == {
+        "Answer: B"
+    }
+    assert {s.task for s, origin in taught if origin == "explanation"} == {"mcqa_cot"}

@@ -583,7 +583,7 @@ def test_parsers_return_the_kind_their_format_declares():
 
 
 def test_the_registry_imports_whichever_module_is_imported_first():
-    # evaluation.benchmarks imports this package for its MCQ readers, and the registry uses benchmarks' HubRef.
+    # evaluation.benchmarks imports this package for its MCQ readers; both read the catalog, which imports neither.
     code = "import aloekit.evaluation.benchmarks; from aloekit.data.sources import SOURCES; print(len(SOURCES))"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)

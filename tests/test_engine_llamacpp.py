@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from aloekit.engines import GenerationRequest, LoglikelihoodRequest
-from support import MEDICAL_PROMPTS, WORDS, aloe, assert_one_line_error, random_pairs
+from aloekit.errors import UserError
+from support import MEDICAL_PROMPTS, WORDS, aloe, assert_one_line_error, random_pairs, without_module
 
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 
 
-def test_without_llama_cpp_python_the_backend_says_how_to_install_it(tiny_llama: Path) -> None:
-    if HAS_LLAMA_CPP:
-        pytest.skip("llama-cpp-python is installed here")
-    result = aloe("generate", "--backend", "llamacpp", "--model", str(tiny_llama), "Hello")
+def test_without_llama_cpp_python_the_backend_says_how_to_install_it(tiny_llama: Path, tmp_path: Path) -> None:
+    env = without_module("llama_cpp", tmp_path)
+    result = aloe("generate", "--backend", "llamacpp", "--model", str(tiny_llama), "Hello", env=env)
     assert_one_line_error(result, "llama-cpp-python", "pip install 'aloekit[llamacpp]'")
 
 
@@ -149,3 +149,107 @@ def test_threads_default_to_the_machine_and_can_be_set(tiny_llama: Path, engines
         assert default.llm.n_threads == machine_threads()
     finally:
         default.close()
+
+
+def test_next_token_is_the_argmax_when_greedy_and_a_seeded_draw_from_the_nucleus_otherwise() -> None:
+    from aloekit.engines.llamacpp import next_token
+
+    logits = np.log(np.array([0.1, 0.5, 0.3, 0.1], dtype=np.float32))
+    assert next_token(logits, GenerationRequest(prompt="x"), np.random.default_rng(0)) == 1
+
+    nucleus = GenerationRequest(prompt="x", temperature=1.0, top_p=0.7)  # 0.5 + 0.3 reach 0.7: tokens 1 and 2
+    draws = [next_token(logits, nucleus, np.random.default_rng(seed)) for seed in range(200)]
+    assert set(draws) == {1, 2}
+    assert 0.5 < draws.count(1) / len(draws) < 0.75  # 0.5 / 0.8 of the draws, renormalised
+    again = [next_token(logits, nucleus, np.random.default_rng(seed)) for seed in range(200)]
+    assert draws == again
+
+    everything = GenerationRequest(prompt="x", temperature=1.0)
+    assert set(next_token(logits, everything, np.random.default_rng(seed)) for seed in range(400)) == {0, 1, 2, 3}
+
+
+@needs_llama_cpp
+def test_many_sequences_at_once_give_the_texts_of_one_at_a_time(tiny_llama: Path, engines: tuple) -> None:
+    from aloekit.engines.llamacpp import LlamaCppEngine
+
+    _, cpp = engines  # 16 sequences at once
+    rng = random.Random(13)
+    requests = [
+        GenerationRequest(
+            prompt=" ".join(rng.choices(WORDS, k=rng.randint(2, 40))),
+            max_tokens=rng.choice([0, 1, 5, 12, 20]),
+            stop=(rng.choice(WORDS),) if i % 3 == 0 else (),
+        )
+        for i in range(40)  # more requests than sequences: finished slots are taken by waiting prompts
+    ]
+    requests.append(GenerationRequest(prompt=MEDICAL_PROMPTS[0], max_tokens=10, temperature=0.8, n=3, seed=7))
+    one = LlamaCppEngine.from_reference(str(tiny_llama), threads=1, batch_size=1)
+    try:
+        alone = one.generate(requests)
+    finally:
+        one.close()
+
+    together = cpp.generate(requests)
+
+    assert [g.texts for g in together] == [g.texts for g in alone]
+    assert [g.finish_reasons for g in together] == [g.finish_reasons for g in alone]
+    assert [g.completion_tokens for g in together] == [g.completion_tokens for g in alone]
+    assert all(
+        len(g.texts) == r.n and max(g.completion_tokens) <= r.max_tokens
+        for g, r in zip(together, requests, strict=True)
+    )
+    assert len(set(together[-1].texts)) > 1  # three samples, each its own random stream
+
+
+@needs_llama_cpp
+def test_dtype_bfloat16_runs_a_bf16_export_and_float32_is_refused(tiny_llama: Path, engines: tuple) -> None:
+    from aloekit.engines.llamacpp import LlamaCppEngine
+
+    hf, _ = engines
+    bf16 = LlamaCppEngine.from_reference(str(tiny_llama), threads=1, dtype="bfloat16")
+    try:
+        assert Path(bf16.llm.model_path).parent.name.endswith("-bf16")
+        ours = bf16.loglikelihood(random_pairs(16, seed=21))
+    finally:
+        bf16.close()
+    theirs = hf.loglikelihood(random_pairs(16, seed=21))
+    assert np.abs(np.array([r.logprob for r in ours]) - np.array([r.logprob for r in theirs])).max() < 0.1
+
+    with pytest.raises(UserError, match="not dtype float32: choose auto, float16 or bfloat16"):
+        LlamaCppEngine.from_reference(str(tiny_llama), dtype="float32")
+
+
+@needs_llama_cpp
+def test_a_gguf_runs_as_it_is_unless_a_weight_type_is_asked_for(
+    tiny_llama: Path, engines: tuple, tmp_path: Path
+) -> None:
+    from aloekit.engines.llamacpp import LlamaCppEngine
+    from aloekit.export.gguf import export_gguf
+
+    gguf_file = export_gguf(str(tiny_llama), tmp_path / "tiny.gguf", quant="q8_0").path
+    as_is = LlamaCppEngine.from_reference(str(gguf_file), threads=1)
+    try:
+        assert Path(as_is.llm.model_path) == gguf_file
+    finally:
+        as_is.close()
+    # A recipe compares its base (an alias, a .gguf) with fine-tuned folders exported to bf16: same kernels.
+    typed = LlamaCppEngine.from_reference(str(gguf_file), threads=1, dtype="bfloat16")
+    try:
+        assert Path(typed.llm.model_path).parent.name.endswith("-bf16")
+    finally:
+        typed.close()
+
+
+@needs_llama_cpp
+def test_long_requests_run_fewer_sequences_at_once_within_the_cache_budget(
+    engines: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aloekit.engines import llamacpp
+
+    _, cpp = engines
+    requests = [GenerationRequest(prompt=p, max_tokens=8) for p in MEDICAL_PROMPTS]
+    expected = [g.text for g in cpp.generate(requests)]
+    monkeypatch.setattr(llamacpp, "_GENERATION_TOKENS", 512)  # two sequences of 256 tokens
+
+    assert [g.text for g in cpp.generate(requests)] == expected
+    assert cpp._gen_parallel == 2 < cpp.parallel

@@ -7,7 +7,6 @@ subtracts Gemma's norm offset, dequantizes Q8_0), so a wrong layout shows up as 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from aloekit.errors import UserError
 from aloekit.export.gguf import export_gguf, permute_for_rope
-from support import MEDICAL_PROMPTS, aloe, assert_one_line_error
+from support import MEDICAL_PROMPTS, aloe, assert_one_line_error, without_module
 
 TOKENS = [[1, 9690, 198, 504, 3458, 314, 260, 1345, 2, 198, 1, 4093, 198], [41, 3215, 282, 11908, 30, 216, 36, 37]]
 
@@ -104,6 +103,21 @@ def test_q8_0_export_loads_back_as_the_same_model_quantized_to_q8_0(tiny_llama: 
     assert (exported.argmax(-1) == original.argmax(-1)).all()
     # Q8_0 stores 34 bytes per 32 weights, f16 64: the tensor data shrinks to 53% (the tokenizer does not).
     assert _tensor_bytes(out) < 0.55 * _tensor_bytes(f16)
+
+
+def test_bf16_export_holds_the_weights_torch_rounds_to_bf16(tiny_llama: Path, tmp_path: Path) -> None:
+    import gguf
+    import torch
+
+    out = export_gguf(str(tiny_llama), tmp_path / "tiny-bf16.gguf", quant="bf16").path
+    stored = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    matrices = [t for t in stored.values() if t.tensor_type == gguf.GGMLQuantizationType.BF16]
+    assert matrices and all(len(t.shape) == 2 for t in matrices)  # norms stay f32, as llama.cpp keeps them
+
+    exported = _logits(_load_gguf(out), TOKENS)
+    rounded = _logits(_with_weights(tiny_llama, lambda w: torch.from_numpy(w).bfloat16().float().numpy()), TOKENS)
+    # The same numbers a bf16 hf model runs with (round to nearest even), not a second rounding of f16.
+    np.testing.assert_allclose(exported, rounded, atol=1e-4, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +257,7 @@ def test_bad_quant_missing_model_and_existing_output(tiny_llama: Path, exported_
     assert_one_line_error(
         aloe("export", "gguf", str(tiny_llama), "--out", str(tmp_path / "x.gguf"), "--quant", "q3"),
         "q3",
-        "f16, q8_0, q4_k_m",
+        "f16, bf16, q8_0, q4_k_m",
     )
     assert_one_line_error(
         aloe("export", "gguf", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.gguf")), "nowhere"
@@ -264,11 +278,12 @@ def test_a_folder_without_tokenizer_says_to_save_one(tiny_llama: Path, tmp_path:
 
 
 def test_q4_k_m_without_llama_cpp_says_how_to_install(tiny_llama: Path, tmp_path: Path) -> None:
-    if importlib.util.find_spec("llama_cpp") is not None:
-        pytest.skip("llama-cpp-python is installed here: test_q4_k_m_uses_llama_cpps_quantizer runs instead")
-    result = aloe("export", "gguf", str(tiny_llama), "--out", str(tmp_path / "x.gguf"), "--quant", "q4_k_m")
+    env = without_module("llama_cpp", tmp_path / "env")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = aloe("export", "gguf", str(tiny_llama), "--out", str(out / "x.gguf"), "--quant", "q4_k_m", env=env)
     assert_one_line_error(result, "llama-cpp-python", "pip install 'aloekit[llamacpp]'")
-    assert not list(tmp_path.iterdir())
+    assert not list(out.iterdir())
 
 
 def test_q4_k_m_uses_llama_cpps_quantizer(tiny_llama: Path, tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ def jsonl(path: Path) -> list[dict]:
 def test_a_killed_recipe_run_skips_finished_stages_resumes_sft_from_its_checkpoint_and_equals_an_uninterrupted_run(
     tmp_path: Path, tiny_llama: Path
 ) -> None:
-    from aloekit.run import STAGES
+    from aloekit.recipe.run import STAGES
     from aloekit.train.sft import CHECKPOINTS, complete_checkpoints
 
     recipe = tiny_recipe(tmp_path, tiny_llama)

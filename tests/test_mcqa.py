@@ -149,7 +149,7 @@ def test_acc_takes_the_argmax_and_acc_norm_divides_by_the_choices_length(data_di
 
 def test_acc_norm_prefers_the_option_with_the_best_log_likelihood_per_character(tmp_path):
     from aloekit.evaluation.cache import RequestCache
-    from aloekit.evaluation.mcqa import _score_loglik
+    from aloekit.evaluation.mcqa_scoring import score_loglik
 
     bench = benchmarks.Benchmark("t", "headqa", "headqa", local=None, hub=None, choices="texts")
     item = benchmarks.mcqa.headqa_row(
@@ -157,7 +157,7 @@ def test_acc_norm_prefers_the_option_with_the_best_log_likelihood_per_character(
         "w",
     )
     engine = ScriptedEngine({" short": -6.0, " a much longer answer": -10.0})
-    run = _score_loglik(
+    run = score_loglik(
         engine, bench, [item], [], MCQAConfig(benchmarks=("x",)), RequestCache(tmp_path / "cache.jsonl"), "m", False
     )
     assert run.scored[0].pred == 0  # -6 > -10

@@ -224,10 +224,10 @@ def test_the_recipe_eval_section_defaults_keep_todays_behaviour(tmp_path):
 
 
 def test_the_eval_stage_writes_full_subset_cloze_and_generative_results_and_resumes(tmp_path, tiny_llama, monkeypatch):
-    from aloekit import run as run_module
     from aloekit.config import EngineConfig
-    from aloekit.pipeline import StageContext
     from aloekit.recipe import EvalSection, load_recipe
+    from aloekit.recipe.runner import StageContext
+    from aloekit.recipe.stages import evaluate as eval_stage
 
     demo, _, _ = load_recipe(RECIPES / "demo.yaml", run=tmp_path / "run")
     bench = f"file:{_mcq_file(tmp_path / 'q.jsonl', 6)}"
@@ -245,15 +245,16 @@ def test_the_eval_stage_writes_full_subset_cloze_and_generative_results_and_resu
         update={"eval": section, "models": models, "engine": EngineConfig(backend="hf", batch_size=4)}
     )
     loads: list[str] = []
-    real_engine = run_module._engine
+    real_engine = eval_stage.load_engine
     monkeypatch.setattr(
-        run_module, "_engine", lambda r, model, seed: loads.append(model) or real_engine(r, model, seed)
+        eval_stage, "load_engine", lambda r, model, seed: loads.append(model) or real_engine(r, model, seed)
     )
     folder = tmp_path / "eval"
     folder.mkdir()
-    ctx = StageContext(folder, {}, {"sft": {"outputs": {"model": str(tiny_llama)}}}, 0, lambda _: None)
+    ctx = StageContext(folder)
+    inputs = eval_stage.EvalInputs(recipe, {"base": str(tiny_llama), "sft": str(tiny_llama)})
 
-    outputs = run_module._stage_eval(recipe)(ctx)
+    outputs = eval_stage.run(inputs, ctx).to_manifest()
 
     assert outputs["loglik"] == {"base": str(folder / "base/results.json"), "sft": str(folder / "sft/results.json")}
     assert outputs["cloze"] == {"sft": str(folder / "cloze/sft/results.json")}
@@ -276,7 +277,7 @@ def test_the_eval_stage_writes_full_subset_cloze_and_generative_results_and_resu
     # Rerun after a kill: finished parts are skipped, a half-done one is finished from its request cache.
     (folder / "cloze/sft/results.json").unlink()
     loads.clear()
-    assert run_module._stage_eval(recipe)(ctx) == outputs
+    assert eval_stage.run(inputs, ctx).to_manifest() == outputs
     assert loads == [str(tiny_llama)]
     resumed = json.loads((folder / "cloze/sft/results.json").read_text())["benchmarks"][bench]
     assert (resumed["computed"], resumed["from_cache"]) == (0, 6)
@@ -306,3 +307,29 @@ def test_generated_answers_record_the_share_cut_at_the_new_token_limit(tmp_path)
     done = ScriptedEngine(lambda r: "Answer: A", finish="stop")
     result = evaluate(done, config, tmp_path / "done", model={**MODEL, "fingerprint": "f2"}, progress=False)
     assert next(iter(result["benchmarks"].values()))["truncated_rate"] == 0.0
+
+
+def test_a_full_models_cloze_part_shares_its_letter_cache_so_identical_requests_are_scored_once(tmp_path):
+    from aloekit.config import MCQAConfig
+    from aloekit.recipe import EvalSection, load_recipe
+    from aloekit.recipe.stages import evaluate as eval_stage
+
+    demo, _, _ = load_recipe(RECIPES / "demo.yaml", run=tmp_path / "run")
+    section = EvalSection(
+        benchmarks=("pubmedqa",),
+        models=("base", "sft", "dpo_safety"),
+        subset=300,
+        full_models=("base", "dpo_safety"),
+        cloze_models=("base", "sft"),
+        medprompt={"enabled": False},
+    )
+    recipe = demo.model_copy(update={"eval": section})
+    folder = tmp_path / "eval"
+    parts = eval_stage._eval_parts(recipe, folder, MCQAConfig(benchmarks=("pubmedqa",)))
+    cloze = {p.label: p for p in parts if p.kind == "cloze"}
+    # PubMedQA's letter prompt already scores " yes" / " no" / " maybe" after the abstract: the cloze part of a
+    # model scored in full asks the same requests, so it reads them from that model's letter cache.
+    assert cloze["base"].cache == folder / "base" / "cache.jsonl"
+    # A model whose letter part is a subset keeps its own cache (most of its cloze requests are not in it).
+    assert cloze["sft"].cache is None
+    assert all(p.cache is None for p in parts if p.kind != "cloze")

@@ -24,8 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from aloekit.errors import UserError
 from aloekit.merge import methods, run
-from aloekit.merge.config import evaluate_setting, float_or_bool, layer_t, load_merge_config, parse_merge_config
+from aloekit.merge.config import load_merge_config, parse_merge_config
 from aloekit.merge.plan import MergeWarning, plan
+from aloekit.merge.settings import evaluate_setting, float_or_bool, layer_t
 from support import aloe, assert_one_line_error
 
 NUMBER = float_or_bool(float)

@@ -1,5 +1,5 @@
-"""Specification of the stage runner behind ``aloe run`` (aloekit.pipeline): finished stages are skipped, killed
-or changed ones rerun, and changes flow downstream."""
+"""Specification of the stage runner behind ``aloe run`` (aloekit.recipe.runner): finished stages are skipped,
+killed or changed ones rerun, changes flow downstream, and typed outputs travel through the manifests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 
 from aloekit.errors import UserError
-from aloekit.pipeline import Stage, StageContext, run_stages
+from aloekit.recipe.runner import Stage, StageContext, StageOutputs, output_hash, run_stages
+
+
+class FileOutput(StageOutputs):
+    file: Path
 
 
 class Recorder:
@@ -22,17 +26,17 @@ class Recorder:
         self.die_in: str | None = None
 
     def stage(self, name: str, reads: tuple[str, ...] = (), **config: Any) -> Stage:
-        def run(ctx: StageContext) -> dict[str, Any]:
+        def run(ctx: StageContext) -> FileOutput:
             self.runs.append(name)
             (ctx.folder / "partial.txt").write_text("started")
             if self.die_in == name:
                 raise KeyboardInterrupt(f"killed during {name}")
-            parts = [Path(m["outputs"]["file"]).read_text() for m in ctx.upstream.values()]
+            parts = [ctx.outputs(r, FileOutput).file.read_text() for r in reads]
             out = ctx.folder / "out.txt"
             out.write_text("+".join([*parts, f"{name}{dict(config)}"]))
-            return {"file": str(out)}
+            return FileOutput(file=out)
 
-        return Stage(name, run, config, reads)
+        return Stage(name, run, FileOutput, config, reads)
 
     def stages(self, **train_config: Any) -> list[Stage]:
         return [self.stage("data"), self.stage("train", ("data",), **train_config), self.stage("report", ("train",))]
@@ -112,8 +116,58 @@ def test_a_stage_output_rewritten_with_other_content_makes_the_stages_that_read_
     run_stages(rec.stages(), tmp_path)
     (tmp_path / "data" / "out.txt").write_text("edited by hand")
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
-    from aloekit.pipeline import output_hash
-
     assert output_hash(manifest["outputs"]) != manifest["output_hash"]
     (tmp_path / "data" / "out.txt").write_text("data{}")  # the same bytes, a new modification time
     assert output_hash(manifest["outputs"]) == manifest["output_hash"]
+
+
+def test_a_model_folder_hash_covers_the_weights_and_not_its_dated_card_or_record(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "README.md").write_text("date: 2026-12-03 10:00 UTC")
+    (folder / "aloe_merge.json").write_text('{"created": "10:00"}')
+    outputs = {"model": str(folder)}
+    first = output_hash(outputs)
+    (folder / "README.md").write_text("date: 2026-12-03 11:00 UTC")  # a rerun of a deterministic merge
+    (folder / "aloe_merge.json").write_text('{"created": "11:00"}')
+    assert output_hash(outputs) == first
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert output_hash(outputs) != first
+    card = tmp_path / "README.md"  # a file named as an output is hashed whatever its name
+    card.write_text("one card")
+    before = output_hash({"card": str(card)})
+    card.write_text("another card")
+    assert output_hash({"card": str(card)}) != before
+
+
+def test_a_later_stage_gets_the_earlier_ones_outputs_typed_also_when_they_were_skipped(tmp_path: Path) -> None:
+    rec = Recorder()
+    run_stages(rec.stages(), tmp_path)
+    seen: list[object] = []
+
+    def report(ctx: StageContext) -> FileOutput:
+        seen.append(ctx.outputs("train", FileOutput))
+        return FileOutput(file=ctx.outputs("train", FileOutput).file)
+
+    stages = [*rec.stages()[:2], Stage("report", report, FileOutput, {"v": 2}, ("train",))]
+    run_stages(stages, tmp_path)
+    assert seen == [FileOutput(file=tmp_path / "train" / "out.txt")]  # read back from train's manifest
+
+
+def test_a_manifest_whose_outputs_do_not_read_as_the_stage_type_reruns_that_stage(tmp_path: Path) -> None:
+    rec = Recorder()
+    run_stages(rec.stages(), tmp_path)
+    path = tmp_path / "train" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "outputs": {"model": "elsewhere"}}))
+    rec.runs.clear()
+    run_stages(rec.stages(), tmp_path)
+    assert rec.runs == ["train"]  # rewrote the same file: report stays up to date
+
+
+def test_a_stage_that_returns_another_type_is_a_bug_named_by_the_runner(tmp_path: Path) -> None:
+    stage = Stage("data", lambda ctx: {"file": "x"}, FileOutput)  # type: ignore[arg-type, return-value]
+    with pytest.raises(TypeError, match="stage data returned dict, not FileOutput"):
+        run_stages([stage], tmp_path)
+    assert json.loads((tmp_path / "data" / "manifest.json").read_text())["status"] == "running"

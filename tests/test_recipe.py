@@ -10,7 +10,8 @@ import pytest
 
 from aloekit.errors import UserError
 from aloekit.recipe import load_recipe
-from aloekit.run import dry_run, split_holdout
+from aloekit.recipe.holdout import split_holdout
+from aloekit.recipe.plan import dry_run
 from support import aloe, assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,15 @@ class TestHoldout:
         train, held = split_holdout(path, 0.5, seed=0, label="safe")
         assert all(json.loads(line)["label"] == "safe" for line in held)
         assert all("label" not in json.loads(line) for line in train)
+
+    def test_a_json_line_holding_unicode_line_separators_stays_one_row_verbatim(self, tmp_path: Path) -> None:
+        # JSON allows U+2028, U+2029 and U+0085 raw inside strings; str.splitlines() would cut the line there.
+        rows = [{"id": i, "subject": "s", "question": f"one\u2028two\u2029three\x85four {i}"} for i in range(4)]
+        lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+        path = tmp_path / "rows.jsonl"
+        path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        train, held = split_holdout(path, 0.25, seed=0)
+        assert len(held) == 1 and sorted(train + held) == sorted(lines)
 
     def test_a_line_that_is_not_json_is_named(self, tmp_path: Path) -> None:
         path = tmp_path / "bad.jsonl"
@@ -164,20 +174,21 @@ class TestLauncher:
     ) -> None:
         import subprocess
 
-        from aloekit import run as run_module
-        from aloekit.pipeline import StageContext
+        from aloekit.recipe.runner import StageContext
+        from aloekit.recipe.stages import launch
+        from aloekit.recipe.stages.sft import sft_config
 
         recipe, _, _ = load_recipe(RECIPES / "aloe-8b.yaml", run=tmp_path / "run")
         calls: list[list[str]] = []
         monkeypatch.setattr(
-            run_module.subprocess,
+            launch.subprocess,
             "run",
             lambda argv, check: calls.append(argv) or subprocess.CompletedProcess(argv, 0),
         )
-        ctx = StageContext(tmp_path / "sft", {}, {}, 0, lambda _: None)
+        ctx = StageContext(tmp_path / "sft")
         ctx.folder.mkdir()
-        config = run_module._sft_config(recipe, str(tmp_path / "data"), tmp_path / "sft" / "train")
-        run_module._train(recipe, ctx, "sft", config, lambda resume: pytest.fail("trained in process"))
+        config = sft_config(recipe, str(tmp_path / "data"), tmp_path / "sft" / "train")
+        launch.train(recipe, ctx, "sft", config, lambda resume: pytest.fail("trained in process"))
         (argv,) = calls
         assert argv[:3] == ["accelerate", "launch", "--config_file"]
         assert argv[3].endswith("recipes/accelerate/deepspeed_zero3.yaml")
@@ -199,16 +210,17 @@ class TestLauncher:
     ) -> None:
         import subprocess
 
-        from aloekit import run as run_module
-        from aloekit.pipeline import StageContext
+        from aloekit.recipe.runner import StageContext
+        from aloekit.recipe.stages import launch
+        from aloekit.recipe.stages.sft import sft_config
 
         recipe, _, _ = load_recipe(RECIPES / "aloe-8b.yaml", run=tmp_path / "run")
-        monkeypatch.setattr(run_module.subprocess, "run", lambda argv, check: subprocess.CompletedProcess(argv, 3))
-        ctx = StageContext(tmp_path / "dpo", {}, {}, 0, lambda _: None)
+        monkeypatch.setattr(launch.subprocess, "run", lambda argv, check: subprocess.CompletedProcess(argv, 3))
+        ctx = StageContext(tmp_path / "dpo")
         ctx.folder.mkdir()
-        config = run_module._sft_config(recipe, str(tmp_path / "data"), tmp_path / "dpo" / "train")
+        config = sft_config(recipe, str(tmp_path / "data"), tmp_path / "dpo" / "train")
         with pytest.raises(UserError, match="accelerate launch of dpo exited with 3"):
-            run_module._train(recipe, ctx, "dpo", config, lambda resume: None)
+            launch.train(recipe, ctx, "dpo", config, lambda resume: None)
 
     def test_an_accelerate_config_that_is_not_one_is_refused_by_the_dry_run(self, tmp_path: Path) -> None:
         bogus = tmp_path / "not-accelerate.yaml"
@@ -234,7 +246,7 @@ def test_a_csv_holdout_becomes_json_lines_with_ids_and_renamed_columns(tmp_path:
 
 def test_safety_gives_full_models_every_prompt_and_the_others_the_fixed_subset() -> None:
     from aloekit.recipe import SafetySection
-    from aloekit.run import _safety_limit
+    from aloekit.recipe.stages.safety import safety_limit as _safety_limit
 
     section = SafetySection(limit=None, full_models=("base", "dpo_safety"), subset=100)
     assert _safety_limit(section, "base") is None and _safety_limit(section, "dpo_safety") is None

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from aloekit import models
+from aloekit import io, models
 from aloekit.errors import UserError
-from aloekit.textio import TextFile, json_lines, read_json_object
+from aloekit.io import TextFile, json_lines, read_json_object
 from support import aloe, assert_error_after_progress, assert_one_line_error
 
 NO_EVAL = "decontamination: {benchmarks: [], safety: false}\n"
@@ -108,7 +108,7 @@ def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path: Path, config:
 
 
 def test_split_holdout_keeps_a_json_line_holding_a_unicode_line_separator_whole(tmp_path: Path) -> None:
-    from aloekit.run import split_holdout
+    from aloekit.recipe.holdout import split_holdout
 
     rows = [{"id": i, "subject": "s", "question": f"line one\u2028line two {i}\u2029end"} for i in range(4)]
     path = tmp_path / "rows.jsonl"
@@ -381,10 +381,10 @@ def test_atomic_writes_follow_the_umask_not_mkstemps_private_mode(tmp_path: Path
 
     before = os.umask(0o022)
     try:
-        models.atomic_write_text(tmp_path / "results.json", "{}")
+        io.atomic_write_text(tmp_path / "results.json", "{}")
         assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
         os.umask(0o027)
-        models.atomic_write_text(tmp_path / "private.json", "{}")
+        io.atomic_write_text(tmp_path / "private.json", "{}")
         assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(before)

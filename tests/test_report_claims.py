@@ -23,10 +23,13 @@ from aloekit.evaluation import redteam
 from aloekit.evaluation.compare import answer_distributions, compare_samples
 from aloekit.evaluation.safety_compare import compare_verdicts, impersonation
 from aloekit.evaluation.stats import bootstrap_ci, distribution
+from aloekit.recipe.plan import training_length
 from aloekit.report import charts, findings
 from aloekit.report.card import STATIC, render_model_card
-from aloekit.report.html import NOT_RUN, render_html, render_markdown, training_row
-from aloekit.run import training_length
+from aloekit.report.document import NOT_RUN
+from aloekit.report.html import render_html
+from aloekit.report.markdown import render_markdown
+from aloekit.report.tables import training_row
 from aloekit.safety.risk import LIKELIHOOD_RULE, assess
 
 MODELS = ("base", "sft", "merged", "dpo_general", "dpo_safety")
@@ -441,8 +444,6 @@ def test_defect_7_unparseable_medprompt_replies_are_explained(demo: dict[str, An
 def test_generated_answers_of_each_model_show_unparseable_and_cut_shares_in_a_table_and_a_warning(
     demo: dict[str, Any],
 ) -> None:
-    from aloekit.report.html import render_markdown as render
-
     result = {"n": 200, "acc": 0.3, "acc_ci95": [0.24, 0.37], "unparseable_rate": 0.12, "truncated_rate": 0.1}
     summary = {
         **demo,
@@ -453,7 +454,7 @@ def test_generated_answers_of_each_model_show_unparseable_and_cut_shares_in_a_ta
             }
         },
     }
-    shown = render(summary)
+    shown = render_markdown(summary)
     assert "base, generated answers, on pubmedqa: 12.0% of n=200 replies unparseable" in box(shown)
     assert "10.0% reached the limit of 6 new tokens before an answer" in box(shown)
     assert "dpo_safety, generated answers," not in box(shown)  # nothing unparseable: no warning

@@ -8,6 +8,7 @@ functions, red-teaming suites by redteam's own per-suite summary, the risk secti
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 from itertools import pairwise
@@ -22,7 +23,9 @@ from aloekit.evaluation.compare import answer_distributions, compare_samples
 from aloekit.evaluation.stats import bootstrap_ci, distribution
 from aloekit.report import charts
 from aloekit.report.card import render_model_card
-from aloekit.report.html import NOT_RUN, markdown_to_html, render_html, render_markdown, write_report
+from aloekit.report.document import NOT_RUN
+from aloekit.report.html import render_html, write_report
+from aloekit.report.markdown import render_markdown
 from aloekit.safety import risk
 
 STAGES = ("base", "sft", "merged", "dpo_general", "dpo_safety")
@@ -77,7 +80,8 @@ def accuracy(n: int, acc: float) -> dict[str, Any]:
 
 
 def mcqa(accs: dict[str, float], *, n: int = 120, mode: str = "loglik", stage: str = "base") -> dict[str, Any]:
-    """aloe eval's results.json (mcqa._results): per-benchmark accuracy with its bootstrap CI, and a group."""
+    """aloe eval's results.json (mcqa_results.results_record): per-benchmark accuracy with its bootstrap CI, and a
+    group."""
     benchmarks = {name: {**accuracy(n, acc), "unparseable_rate": 0.0, "tokens": 9000} for name, acc in accs.items()}
     if mode == "medprompt":
         for b in benchmarks.values():
@@ -256,8 +260,8 @@ def dpo_training(start: float) -> dict[str, Any]:
 
 
 def eval_samples(acc: float, *, biased: bool = False, n: int = 120) -> list[dict[str, Any]]:
-    """samples.jsonl of one model (mcqa._sample's fields): the first ``acc`` of the questions right; the wrong
-    answers spread over the other options, or all "A" (the first option) for a ``biased`` model."""
+    """samples.jsonl of one model (mcqa_results.sample_record's fields): the first ``acc`` of the questions right;
+    the wrong answers spread over the other options, or all "A" (the first option) for a ``biased`` model."""
     samples = []
     for bench, labels, shift in (("medqa_4options", list("ABCD"), 0.0), ("pubmedqa", ["yes", "no", "maybe"], 0.1)):
         for i in range(n):
@@ -273,7 +277,7 @@ def eval_samples(acc: float, *, biased: bool = False, n: int = 120) -> list[dict
 
 
 def eval_distributions(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """What results.json says about the answers (mcqa._benchmark_result), read back by answer_distributions."""
+    """What results.json says about the answers (mcqa_results.benchmark_result), read back by answer_distributions."""
     per: dict[str, Any] = {}
     for s in samples:
         per.setdefault(s["benchmark"], []).append(s)
@@ -654,12 +658,28 @@ def test_the_markdown_report_names_the_charts_it_leaves_to_the_html(summary: dic
     assert "### Impersonating a health professional" in md_section(text, "Risk assessment")
 
 
-def test_markdown_to_html_covers_what_aloekit_writes() -> None:
-    text = "# Title\n\nSome **bold** and `code <x>`.\n\n- one\n  - nested\n- two\n\n| a | b |\n|---|---:|\n| 1 | 2 |\n"
-    out = markdown_to_html(text, shift=1)
-    assert out.startswith("<h2>Title</h2><p>Some <strong>bold</strong> and <code>code &lt;x&gt;</code>.</p>")
-    assert "<ul><li>one<ul><li>nested</li></ul></li><li>two</li></ul>" in out
-    assert "<thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td>2</td></tr></tbody>" in out
+def test_the_risk_assessment_html_says_what_its_markdown_says(page: str, summary: dict[str, Any]) -> None:
+    """The HTML is rendered from the risks themselves, not from their markdown: every line of the markdown, its
+    markup dropped, reads the same in the HTML section's text."""
+
+    def plain(text: str) -> str:
+        return " ".join(html.unescape(text).split())
+
+    shown = plain(re.sub(r"<[^>]+>", " ", section(page, "risk")))
+    lines = [
+        re.sub(r"^\s*(#+|-)\s+", "", line).replace("**", "")
+        for line in md_section(render_markdown(summary), "Risk assessment").splitlines()
+    ]
+    assert len([line for line in lines if line.strip()]) > 20
+    for line in lines:
+        assert plain(line) in shown, line
+
+
+def test_a_risk_md_without_safety_results_is_shown_as_written() -> None:
+    text = f"## Risk assessment\n\n### {INJECTION}\n\n- **a** `b`\n"
+    risk_part = section(render_html({"title": "t", "risk_markdown": text}), "risk")
+    assert risk_part.startswith("<h2>Risk assessment</h2><pre><code>### &lt;script&gt;")
+    assert "- **a** `b`" in risk_part  # verbatim: a file the report cannot interpret is not half-interpreted
 
 
 # --- the model card -----------------------------------------------------------------------------------------------

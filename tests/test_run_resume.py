@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from aloekit.run import STAGES
+from aloekit.recipe.run import STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +194,152 @@ def test_a_run_killed_in_each_stage_in_turn_resumes_without_redoing_finished_sta
     assert rerun.returncode == 0, rerun.stderr
     after = _finished_at(run)
     assert [s for s in STAGES if after[s] != finished[s]] == ["safety", "report"]
+
+
+# --- --only and --from on every stage -------------------------------------------------------------------------
+#
+# One real run of the tiny recipe (module scope) is kept as a snapshot and restored after each test. --only X
+# reruns stage X for real; --from X, and the plain run that follows --only X, replay the stages they rerun from the
+# snapshot (their folders copied back, their outputs read from the snapshot's manifests), so each stage's real work
+# runs once per test and the runner's decisions on the real wiring are checked for every stage.
+
+
+def _in_process(recipe_path: Path, run: Path, **flags: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    from aloekit.recipe import load_recipe
+    from aloekit.recipe.run import run_recipe
+
+    recipe, text, folder = load_recipe(recipe_path, run=run)
+    assert folder == run
+    lines: list[str] = []
+    return run_recipe(recipe, text, recipe_path, folder, log=lines.append, **flags), lines  # type: ignore[arg-type]
+
+
+def _ran(lines: list[str]) -> list[str]:
+    return [line.split(":")[0] for line in lines if line.endswith((": running", ": resuming its partial work"))]
+
+
+def _manifest_text(run: Path, stage: str) -> str:
+    return (run / stage / "manifest.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> tuple[Path, Path, Path]:
+    """(recipe file, run folder, snapshot of the finished run folder)."""
+    root = tmp_path_factory.mktemp("stages")
+    recipe = _recipe(root, tiny_llama)
+    run = root / "run"
+    manifests, lines = _in_process(recipe, run)
+    assert _ran(lines) == list(STAGES) and all(m["status"] == "finished" for m in manifests.values())
+    snapshot = root / "snapshot"
+    shutil.copytree(run, snapshot)
+    return recipe, run, snapshot
+
+
+@pytest.fixture
+def run_folder(finished: tuple[Path, Path, Path]) -> Iterator[tuple[Path, Path, Path]]:
+    """The finished run, restored from its snapshot after the test (each test starts from the same run)."""
+    yield finished
+    _, run, snapshot = finished
+    shutil.rmtree(run)
+    shutil.copytree(snapshot, run)
+
+
+def _replay_stages(snapshot: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every stage's function replaced by a replay from the snapshot; returns the stages replayed, in order. The
+    replay also checks that the typed inputs it gets are the outputs the earlier stages recorded."""
+    from aloekit.recipe.runner import StageOutputs
+    from aloekit.recipe.stages import data, dpo, evaluate, merge, report, safety, sft
+
+    types = {
+        "data": data.DataOutputs,
+        "sft": sft.SFTOutputs,
+        "merge": merge.MergeOutputs,
+        "dpo": dpo.DPOOutputs,
+        "safety": safety.SafetyOutputs,
+        "eval": evaluate.EvalOutputs,
+        "report": report.ReportOutputs,
+    }
+    recorded = {
+        name: kind.from_manifest(json.loads(_manifest_text(snapshot, name))["outputs"]) for name, kind in types.items()
+    }
+    replays: list[str] = []
+
+    def replay(inputs: Any, ctx: Any) -> StageOutputs:
+        name = ctx.folder.name
+        replays.append(name)
+        for value in vars(inputs).values():
+            if isinstance(value, StageOutputs):
+                assert value in recorded.values(), f"{name} got outputs no stage recorded: {value}"
+        ignore = shutil.ignore_patterns("manifest.json")
+        shutil.copytree(snapshot / name, ctx.folder, dirs_exist_ok=True, ignore=ignore)
+        return recorded[name]
+
+    for module in (data, sft, merge, dpo, safety, evaluate, report):
+        monkeypatch.setattr(module, "run", replay)
+    return replays
+
+
+@pytest.fixture
+def replayed(run_folder: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return _replay_stages(run_folder[2], monkeypatch)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_only_reruns_that_stage_alone_and_leaves_the_finished_run_usable(
+    run_folder: tuple[Path, Path, Path], stage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe, run, snapshot = run_folder
+    index = STAGES.index(stage)
+    later = {s: _manifest_text(run, s) for s in STAGES[index + 1 :]}
+    manifests, lines = _in_process(recipe, run, only=stage)
+    assert _ran(lines) == [stage]  # for real: nothing before it redone, nothing after it run
+    assert list(manifests) == list(STAGES[: index + 1])
+    before = json.loads(_manifest_text(snapshot, stage))
+    after = json.loads(_manifest_text(run, stage))
+    assert after["status"] == "finished" and after["input_hash"] == before["input_hash"]
+    assert after["finished"] >= before["finished"]
+    assert {s: _manifest_text(run, s) for s in later} == later  # the later stages' records are untouched
+    if stage == "merge":
+        # The issue's case: a deterministic stage rerun writes the same weights (its card and record carry new
+        # times), so nothing after it goes stale and `--only report` still works on the finished run.
+        assert after["output_hash"] == before["output_hash"]
+
+    # The run stays usable: a plain run reruns exactly the stages that read outputs which changed (replayed here),
+    # and nothing at all when the stage wrote the same files again. (Files carry timestamps, e.g. merge's README.md
+    # date, and the report writes the model card into dpo's model folder, so a rerun can change an output hash.)
+    from aloekit.recipe import load_recipe
+    from aloekit.recipe.run import build_stages
+
+    config, text, _ = load_recipe(recipe, run=run)
+    reads = {s.name: s.reads for s in build_stages(config, text, recipe)}
+    replays = _replay_stages(snapshot, monkeypatch)
+    manifests, lines = _in_process(recipe, run)
+    assert all(m["status"] == "finished" for m in manifests.values()) and list(manifests) == list(STAGES)
+    changed = {stage} if after["output_hash"] != before["output_hash"] else set()
+    stale = []
+    for later_stage in STAGES[index + 1 :]:
+        if changed & set(reads[later_stage]):
+            stale.append(later_stage)
+            if (
+                manifests[later_stage]["output_hash"]
+                != json.loads(_manifest_text(snapshot, later_stage))["output_hash"]
+            ):
+                changed.add(later_stage)
+    assert replays == stale
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_from_reruns_that_stage_and_every_later_one_and_skips_the_earlier_ones(
+    run_folder: tuple[Path, Path, Path], replayed: list[str], stage: str
+) -> None:
+    recipe, run, _ = run_folder
+    index = STAGES.index(stage)
+    earlier = {s: _manifest_text(run, s) for s in STAGES[:index]}
+    manifests, lines = _in_process(recipe, run, from_stage=stage)
+    assert replayed == _ran(lines) == list(STAGES[index:])
+    assert all(f"{s}: finished earlier with the same inputs, skipped" in lines for s in STAGES[:index])
+    assert {s: _manifest_text(run, s) for s in earlier} == earlier
+    assert all(m["status"] == "finished" for m in manifests.values()) and list(manifests) == list(STAGES)
+    replayed.clear()
+    _in_process(recipe, run)  # the same outputs again: the next plain run does nothing
+    assert replayed == []

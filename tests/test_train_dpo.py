@@ -263,7 +263,7 @@ def test_on_cpu_only_completion_positions_go_through_the_lm_head_with_the_same_l
     from trl.trainer import utils
     from trl.trainer.utils import add_fused_lm_head
 
-    from aloekit.train.common import score_trained_positions_only
+    from aloekit.train.trl_compat import score_trained_positions_only
 
     rows: list[int] = []
     kernel = utils._ChunkedLogProbFunction

@@ -29,7 +29,7 @@ def test_bf16_on_a_cpu_without_native_bf16_and_fp16_on_any_cpu_are_refused_with_
 
 
 def test_dpo_full_fine_tuning_keeps_fp32_master_weights_under_bf16_autocast() -> None:
-    from aloekit.train.dpo import policy_dtype
+    from aloekit.train.dpo_trainer import policy_dtype
 
     assert policy_dtype("bf16", lora=False) == "float32"  # bf16-held weights would round small updates away
     assert policy_dtype("bf16", lora=True) == "bfloat16"  # frozen base under LoRA adapters

@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aloekit.errors import UserError
-from aloekit.textio import undecodable
+from aloekit.io import undecodable
+from aloekit.safety.styles import DEFAULT_STYLES, STYLES
 
 
 class _Config(BaseModel):
@@ -20,6 +21,12 @@ class _Config(BaseModel):
 
 
 C = TypeVar("C", bound=BaseModel)
+
+
+def comma_list(value: object) -> object:
+    """A comma-separated string (as typed on the command line) as a tuple of its non-empty, stripped items; any
+    other value unchanged (a YAML list, a tuple)."""
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
 
 
 class MedpromptSettings(_Config):
@@ -108,10 +115,7 @@ class MCQAConfig(_Config):
         64, ge=1, description="Questions scored between two cache writes: a killed run loses at most this many."
     )
 
-    @field_validator("benchmarks", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+    _split = field_validator("benchmarks", mode="before")(comma_list)
 
     @model_validator(mode="after")
     def _cloze_is_loglik(self) -> MCQAConfig:
@@ -140,6 +144,67 @@ class MCQAConfig(_Config):
         """The metric that stands for a benchmark's score: acc_norm for cloze (option texts differ in length,
         so raw log-likelihoods favour short ones), acc otherwise."""
         return "acc_norm" if self.formulation == "cloze" else "acc"
+
+
+def known_styles(value: tuple[str, ...]) -> tuple[str, ...]:
+    """``value`` if every name in it is an attack style; else a ValueError naming the first that is not."""
+    unknown = [name for name in value if name not in STYLES]
+    if unknown:
+        raise ValueError(f"unknown attack style '{unknown[0]}': choose from {', '.join(STYLES)}")
+    return value
+
+
+def known_judge(value: str) -> str:
+    """``value`` if it names a safety judge (offline, or llm:REF); else a ValueError saying how to name one."""
+    if value != "offline" and not value.startswith("llm:"):
+        raise ValueError(f"{value}: use offline or llm:REF (a model reference)")
+    return value
+
+
+class SafetyConfig(_Config):
+    """Red-teaming, over-refusal and (optionally) bias and truthfulness of one model (``aloe safety``)."""
+
+    suites: tuple[str, ...] = Field(
+        ("advbench", "xstest"),
+        description="Comma-separated: advbench, harmbench, medsafetybench, xstest, file:PATH.",
+    )
+    styles: tuple[str, ...] = Field(
+        DEFAULT_STYLES, description="Comma-separated attack styles (aloekit.safety.styles)."
+    )
+    judge: str = Field(
+        "offline", description="offline (rules, no download) or llm:REF (a model judging with the rubric)."
+    )
+    judge_backend: Literal["hf", "vllm", "llamacpp", "openai"] = Field(
+        "hf", description="Engine of an llm: judge: hf, vllm, llamacpp or openai."
+    )
+    judge_base_url: str | None = Field(None, description="Server URL of an openai judge backend.")
+    data_dir: Path | None = Field(None, description="Folder laid out like shared/data; else the Hub.")
+    limit: int | None = Field(25, ge=1, description="Prompts sampled per suite (seeded; the same for every model).")
+    max_tokens: int = Field(256, ge=1, description="Most new tokens per reply.")
+    seed: int = Field(0, description="Seed for the prompt sample and the bootstrap CIs.")
+    bias: bool = Field(False, description="Also BBQ (bias; needs --data-dir), by log-likelihood.")
+    bbq_limit: int | None = Field(100, ge=1, description="BBQ: questions sampled per category (seeded).")
+    truthfulness: bool = Field(False, description="Also TruthfulQA MC1/MC2, by log-likelihood.")
+    truthfulqa_limit: int | None = Field(None, ge=1, description="TruthfulQA: only the first N questions.")
+
+    _split = field_validator("suites", "styles", mode="before")(comma_list)
+
+    @field_validator("suites")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("names no suite: give e.g. advbench,xstest or file:PATH")
+        return value
+
+    _known_styles = field_validator("styles")(known_styles)
+    _judge = field_validator("judge")(known_judge)
+
+    @model_validator(mode="after")
+    def _bias_reads_data_dir(self) -> SafetyConfig:
+        # Worded for the command line: this config is aloe safety's (the recipe has its own safety section).
+        if self.bias and self.data_dir is None:
+            raise ValueError("--bias reads BBQ from the data folder: add --data-dir (a folder with bbq/*.jsonl)")
+        return self
 
 
 # --- YAML files -> configs, with errors that name the file, the line and the fix ------------------------------
@@ -201,16 +266,17 @@ def validation_message(error: ValidationError, cls: type[BaseModel], source: str
 
 def _fields_at(cls: type[BaseModel], loc: list[int | str]) -> list[str] | None:
     """Field names of the nested model at ``loc`` (list indices skipped), found through the annotations."""
-    current: Any = cls
+    current = cls
     for part in loc:
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
+        field = current.model_fields.get(part)
         if field is None:
             return None
-        current = _model_in(field.annotation)
-        if current is None:
+        nested = _model_in(field.annotation)
+        if nested is None:
             return None
+        current = nested
     return list(current.model_fields)
 
 
@@ -260,12 +326,15 @@ class EngineConfig(_Config):
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="openai backend: the environment variable holding the bearer token."
     )
-    batch_size: int = Field(8, ge=1, description="hf backend: sequences per forward pass.")
+    batch_size: int = Field(
+        8, ge=1, description="hf backend: sequences per forward pass; llamacpp: sequences generated at once."
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description="hf/vllm backends: weights' dtype. auto: bf16 (or fp16) on a GPU, fp32 on a CPU. bfloat16 on a "
         "CPU with AVX512-BF16 scores ~1.8x faster than fp32, with log-likelihoods that differ in the last digits; "
-        "compare models measured in the same dtype.",
+        "compare models measured in the same dtype. llamacpp: the GGUF a folder is exported to (bfloat16: bf16, "
+        "else f16).",
     )
     max_concurrency: int = Field(16, ge=1, description="openai backend: requests in flight at once.")
     threads: int | None = Field(
@@ -293,9 +362,9 @@ class EngineConfig(_Config):
             "allow_pickle": allow_pickle,
             "trust_remote_code": trust_remote_code,
         }
-        if self.backend in ("hf", "vllm"):
+        if self.backend in ("hf", "vllm", "llamacpp"):
             options["dtype"] = self.dtype
-        if self.backend == "hf":
+        if self.backend in ("hf", "llamacpp"):
             options["batch_size"] = self.batch_size
         if self.backend == "llamacpp":
             options["threads"] = self.threads
@@ -337,10 +406,7 @@ class OpenEndedConfig(_Config):
         16, ge=1, description="Questions answered (or judged) between two cache writes: a kill loses at most this many."
     )
 
-    @field_validator("benchmarks", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+    _split = field_validator("benchmarks", mode="before")(comma_list)
 
     @field_validator("benchmarks")
     @classmethod

@@ -23,15 +23,14 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from aloekit.errors import UserError
-from aloekit.textio import read_json_object
+from aloekit.io import atomic_folder, atomic_write_text, read_json_object
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 CONVERSION_VERSION = 1
@@ -207,16 +206,9 @@ def _convert_gguf(path: Path) -> Path:
     with file_lock(target.with_name(target.name + ".lock")):
         if (target / "aloe_source.json").is_file():  # another process finished while we waited
             return target
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-        try:
+        # A stale, unfinished folder at target (no marker) is replaced.
+        with atomic_folder(target, prefix=target.name + ".tmp-") as tmp:
             _gguf_to_safetensors(path, tmp)
-            make_readable(tmp)
-            if target.exists():  # a stale, unfinished folder (no marker): replace it
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return target
 
 
@@ -231,44 +223,15 @@ def _gguf_to_safetensors(path: Path, out: Path) -> None:
         raise UserError(f"cannot read GGUF file {path}: {e}") from e
     # A GGUF-loaded model carries a quantizer that refuses to serialise; the weights are already dequantized
     # to fp32, so dropping the quantization config is lossless (reloaded logits match exactly).
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer.remove_quantization_config(model)
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     model.generation_config.save_pretrained(out)
     (out / "aloe_source.json").write_text(
         json.dumps({"gguf": str(path), "sha256": file_sha256(path), "conversion_version": CONVERSION_VERSION}, indent=2)
     )
-
-
-def umask() -> int:
-    """The process's umask, read without changing it where Linux shows it (os.umask can only read by setting)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """The mode the user's umask gives a new file (0644 under the usual 022)."""
-    return 0o666 & ~umask()
-
-
-def make_readable(folder: Path) -> None:
-    """Give a finished folder (a shared cache, a merge output, a dataset) the modes the user's umask gives new
-    folders and files: 0755 and 0644 under the usual 022, so other users of a shared folder can read it.
-
-    ``mkdtemp`` creates the folder with mode 0700 and safetensors writes its files with mode 0600, so without
-    this only the user who wrote it could read it.
-    """
-    mask = umask()
-    folder.chmod(0o777 & ~mask)
-    for item in folder.rglob("*"):
-        if not item.is_symlink():
-            item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 @contextlib.contextmanager
@@ -293,33 +256,6 @@ def file_lock(path: Path) -> Iterator[None]:
             path.unlink()  # before unlocking: a waiter then sees the file is gone and retries
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-
-
-def replace_folder(tmp: Path, target: Path) -> None:
-    """Put the finished folder ``tmp`` at ``target`` (a sibling), replacing whatever is there. The old folder is
-    moved aside first, so a crash between the two renames leaves a complete folder, never a half-written one."""
-    if not target.exists():
-        os.replace(tmp, target)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
-    os.replace(target, aside / "previous")
-    os.replace(tmp, target)
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())  # mkstemp's file is private (0600); a result file gets the user's umask
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # --- local folders and the Hub -------------------------------------------------------------------------------
@@ -426,7 +362,15 @@ _SAFETENSORS_BYTES = {
 }
 
 
-def safetensors_header(path: Path) -> dict[str, dict[str, object]]:
+class TensorHeader(TypedDict):
+    """One tensor's entry in a safetensors header (checked by :func:`safetensors_header`)."""
+
+    dtype: str
+    shape: list[int]
+    data_offsets: list[int]
+
+
+def safetensors_header(path: Path) -> dict[str, TensorHeader]:
     """The JSON header of a safetensors file (tensor names, dtypes, shapes) without reading the tensors."""
     fix = "the file is truncated or not safetensors: download or export the model again"
     on_disk = path.stat().st_size
@@ -457,14 +401,14 @@ def info(resolved: ResolvedModel) -> ModelInfo:
     """Describe a resolved model from its files alone: config, safetensors headers, tokenizer config."""
     folder = resolved.path
     cfg = read_json_object(folder / "config.json", "restore or regenerate the model's config")
-    text_cfg = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
+    text_cfg: dict[str, Any] = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) else {}
     params = 0
     dtypes: set[str] = set()
     shards = sorted(folder.glob("*.safetensors"))
     for shard in shards:
         for meta in safetensors_header(shard).values():
             n = 1
-            for d in meta["shape"]:  # type: ignore[union-attr]
+            for d in meta["shape"]:
                 n *= int(d)
             params += n
             dtypes.add(str(meta["dtype"]))

@@ -16,7 +16,6 @@ Sources that ship expert explanations (MedMCQA ``exp``, PubMedQA's long answer) 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from aloekit.data.clean import with_answer_line
 from aloekit.data.schema import MCQItem, Message
 from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.errors import UserError
-from aloekit.models import atomic_write_text
+from aloekit.io import append_jsonl, write_json
 from aloekit.progress import progress_bar
 from aloekit.prompting.answers import extract_choice
 
@@ -284,13 +283,10 @@ def generate_cot(
     pending = [item for item in items if item.id not in done]
     stats = CoTStats(items=len(items), skipped=len(items) - len(pending))
 
-    with progress_bar(progress, len(pending), "teacher CoT") as advance, out.open("a", encoding="utf-8") as f:
+    with progress_bar(progress, len(pending), "teacher CoT") as advance:
         for chunk in _chunks(pending, config.chunk):
             finished = _run_chunk(engine, chunk, config, stats)
-            lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in finished]
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
+            append_jsonl(out, finished)  # fsynced: a kill loses at most the chunk in flight
             records.extend(finished)
             stats.seconds = time.monotonic() - started
             _write_stats(out, stats, records, engine, config)
@@ -368,7 +364,7 @@ def _write_stats(
         "this_run": stats.to_json(),
         "cumulative": _cumulative(records),
     }
-    atomic_write_text(_stats_path(out), json.dumps(report, indent=2) + "\n")
+    write_json(_stats_path(out), report)
 
 
 def load_verified(out: Path) -> list[MCQItem]:

@@ -15,21 +15,43 @@ leaves either the previous dataset or none, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 import statistics
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aloekit.errors import UserError
-from aloekit.models import make_readable, replace_folder
+from aloekit.io import atomic_folder, jsonl_text, read_jsonl
 
 SPLITS = ("train", "validation")
+
+SOURCE_STAGES = (
+    "read",
+    "malformed",
+    "cleaned out",
+    "unusable",
+    "exact duplicates",
+    "contaminated",
+    "near duplicates",
+    "available",
+    "asked",
+    "pairs",
+    "train",
+    "validation",
+    "records",
+)
+"""The data builds' stages in pipeline order: the counts stats.json keeps per source ("rows per source and stage",
+as ``aloe data stats`` and the report show them)."""
+
+
+def stage_columns(sources: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The stages counted in ``sources`` (stats.json's per-source counts): the known ones in pipeline order, any
+    other count (a section's own) after them, by name."""
+    order = {stage: i for i, stage in enumerate(SOURCE_STAGES)}
+    return sorted({k for counts in sources.values() for k in counts}, key=lambda k: (order.get(k, len(order)), k))
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:
@@ -43,24 +65,16 @@ def check_out_dir(out: Path, *, overwrite: bool) -> None:
 def publish(out: Path, files: Mapping[str, str | Iterable[Mapping[str, Any]]], *, overwrite: bool) -> None:
     """Write ``files`` (name -> text, or name -> JSON-lines records) into ``out`` atomically."""
     check_out_dir(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         for name, content in files.items():
             with (tmp / name).open("w", encoding="utf-8") as f:
                 if isinstance(content, str):
                     f.write(content)
                 else:
-                    for record in content:
-                        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    for record in content:  # one by one: a split's records may be a generator too big to join
+                        f.write(jsonl_text([record]))
                 f.flush()
                 os.fsync(f.fileno())
-        make_readable(tmp)  # mkdtemp's folder is private (0700): the user's umask instead
-        replace_folder(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
-        raise
 
 
 def publish_dataset(
@@ -124,6 +138,4 @@ def length_stats(values: Sequence[int]) -> dict[str, float]:
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The records of one split file; a line that is not a JSON object is a one-line error naming the line."""
-    from aloekit.data.sources.mcqa import read_jsonl
-
     return [row for _, row in read_jsonl(path)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH  # type: ignore[import-untyped]
+from datasketch import MinHash, MinHashLSH
 from pydantic import Field
 
 from aloekit.config import _Config

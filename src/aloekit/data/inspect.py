@@ -23,7 +23,7 @@ def dataset_stats(folder: Path) -> dict[str, Any]:
     words: dict[str, list[int]] = {}
     for split, path in files.items():
         records = dataset.read_records(path)
-        kind = Counter()
+        kind: Counter[str] = Counter()
         words[split] = []
         for r in records:
             per_source[str(r.get("source", "?"))][split] += 1

@@ -24,6 +24,7 @@ from aloekit.data.clean import CleanConfig, clean_harmful, clean_mcq, clean_pair
 from aloekit.data.cot import explanation_cot
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import exact_dedup
+from aloekit.data.known import narrow_to_known
 from aloekit.data.mixture import ReasoningConfig, SourceEntry, balanced, load_entry, teacher_reasoning
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import BenignItem
@@ -116,11 +117,17 @@ class PrefsConfig(_Config):
 
 
 def _records(
-    entries: Sequence[SourceEntry], kind: type | tuple[type, ...], config: PrefsConfig, tally: Tally
+    entries: Sequence[SourceEntry],
+    kind: type | tuple[type, ...],
+    config: PrefsConfig,
+    tally: Tally,
+    log: Callable[[str], None] = lambda _: None,
 ) -> list[Any]:
     out = []
     for entry in entries:
         records = load_entry(entry, config.data_dir, tally)
+        if entry.known is not None:
+            records = _known(entry, records, config, tally, log)
         if entry.cap is not None and len(records) > entry.cap:
             # A seeded sample across the whole source (the first rows of MedSafetyBench are all one category).
             records = random.Random(f"{config.seed}:{entry.label}").sample(records, entry.cap)
@@ -132,6 +139,19 @@ def _records(
             )
         out.extend(records)
     return out
+
+
+def _known(
+    entry: SourceEntry, records: list[Any], config: PrefsConfig, tally: Tally, log: Callable[[str], None]
+) -> list[Any]:
+    """The multiple-choice questions of ``entry`` that its scorer (default: the medical policy) already answers right
+    by option text (:mod:`aloekit.data.known`)."""
+    assert entry.known is not None
+    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
+    if len(questions) != len(records):
+        raise UserError(f"source '{entry.label}' has 'known', which applies to multiple-choice sources only")
+    policy = config.medical.policy if config.medical is not None else None
+    return narrow_to_known(questions, entry.known, policy, label=entry.label, tally=tally, log=log)
 
 
 def build_prefs(
@@ -150,7 +170,9 @@ def build_prefs(
 
     if config.medical is not None:
         m = config.medical
-        items = [c for r in _records(m.sources, MCQItem, config, tally) if (c := clean_mcq(r, config.clean, tally))]
+        items = [
+            c for r in _records(m.sources, MCQItem, config, tally, log) if (c := clean_mcq(r, config.clean, tally))
+        ]
         if m.balance_letters:
             items = [balanced(item, config.seed) for item in items]
         if m.rejected == "wrong_option":
@@ -187,9 +209,9 @@ def build_prefs(
     if config.redteam is not None:
         r = config.redteam
         requests = [
-            c
+            h
             for q in _records(r.sources, HarmfulRequest, config, tally)
-            if (c := clean_harmful(q, config.clean, tally))
+            if (h := clean_harmful(q, config.clean, tally))
         ]
         from aloekit.safety.styles import STYLES
 
@@ -238,7 +260,7 @@ def build_prefs(
         funnel["pairs"].update({"read": len(given), "pairs": len(given)})
         pairs += given
 
-    cleaned = [c for p in pairs if (c := clean_pair(p, config.clean, tally))]
+    cleaned = [cp for p in pairs if (cp := clean_pair(p, config.clean, tally))]
     deduped = exact_dedup(cleaned, _pair_key, tally, _where)
     kept, removed = dc.decontaminate(deduped, _pair_text, index, tally, _where)
     splits = _split(kept, config)

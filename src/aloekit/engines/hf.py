@@ -9,15 +9,16 @@ Two ideas make it fast where lm-eval's generic plumbing is slow on a CPU:
 * Requests are sorted by length before batching, so padding (wasted compute) is small, and the first batch is
   the longest, so an out-of-memory error shows up at once rather than at the end.
 
-Tokenization (shared with the vllm backend) lives in :mod:`aloekit.engines.tokens`.
+Tokenization (shared with the vllm backend) lives in :mod:`aloekit.engines.tokens`; how requests are grouped and
+batched in :mod:`aloekit.engines.hf_batching`; loading details (dtype, end-of-sequence ids, the fp32 output head)
+in :mod:`aloekit.engines.hf_model`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aloekit.engines.base import (
     Generation,
@@ -27,6 +28,16 @@ from aloekit.engines.base import (
     PromptLogprobs,
     truncate_at_stop,
 )
+from aloekit.engines.hf_batching import (
+    _CONTINUATIONS_PER_CONTEXT_SLOT,
+    _batches_of_groups,
+    _common_prefix,
+    _Group,
+    _left_padded,
+    _prefix_batches,
+    _shared_prefix,
+)
+from aloekit.engines.hf_model import _dtype, _eos_ids, _has_sliding_window, _output_head_in_fp32
 from aloekit.engines.tokens import PromptEncoder
 from aloekit.errors import UserError
 from aloekit.progress import progress_bar
@@ -34,20 +45,6 @@ from aloekit.progress import progress_bar
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-# Continuations scored together per forward, relative to batch_size: contexts dominate the cost, continuations
-# are short, so a continuation pass can be wider than a context pass.
-_CONTINUATIONS_PER_CONTEXT_SLOT = 4
-# Shortest common prefix (tokens) worth a separate forward: below it, the extra call costs more than it saves.
-_MIN_SHARED_PREFIX = 8
-
-
-@dataclass
-class _Group:
-    """Continuations that share one tokenized context."""
-
-    context: tuple[int, ...]
-    members: list[tuple[int, tuple[int, ...]]]  # (request index, continuation token ids)
 
 
 class HFEngine:
@@ -124,7 +121,7 @@ class HFEngine:
             dtype=torch_dtype,
             trust_remote_code=trust_remote_code,
             use_safetensors=has_safetensors,
-        ).to(device)
+        ).to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as an unbound wrapped method
         return cls(model, tokenizer, model_id=str(ref), batch_size=batch_size, seed=seed, add_bos=add_bos)
 
     @property
@@ -368,7 +365,8 @@ class HFEngine:
             for sample in new[row * n : (row + 1) * n]:
                 cut = next((k for k, t in enumerate(sample) if t in eos), None)
                 tokens = sample if cut is None else sample[:cut]
-                text, hit_stop = truncate_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
+                decoded = cast(str, self.tokenizer.decode(tokens, skip_special_tokens=True))  # ids in: one text out
+                text, hit_stop = truncate_at_stop(decoded, stop)
                 texts.append(text)
                 reasons.append("stop" if cut is not None or hit_stop else "length")
                 counts.append(len(tokens) + (1 if cut is not None else 0))
@@ -409,152 +407,3 @@ class HFEngine:
 
     def close(self) -> None:
         """Nothing to release beyond memory, which Python frees with the engine."""
-
-
-# --- helpers -------------------------------------------------------------------------------------------------
-
-
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """End-of-generation ids: the generation config's (chat models often list several) plus the tokenizer's."""
-    ids: list[int] = []
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    for value in configured if isinstance(configured, list) else [configured]:
-        if value is not None and int(value) not in ids:
-            ids.append(int(value))
-    if tokenizer.eos_token_id is not None and int(tokenizer.eos_token_id) not in ids:
-        ids.append(int(tokenizer.eos_token_id))
-    if not ids:
-        raise UserError("the model defines no end-of-sequence token (eos_token_id); set one in generation_config.json")
-    return ids
-
-
-def _output_head_in_fp32(model: PreTrainedModel) -> None:
-    """Compute a half-precision model's logits in fp32 (the body stays in bf16/fp16, the speed is the same).
-
-    Why: bf16 logits of magnitude 16-32 are spaced 0.125 apart. Measured on SmolLM2-135M after SFT, the four
-    answer letters' log-likelihoods tied exactly on 23% of MedMCQA validation questions, and a tie goes to the first
-    option: an "A" bias made by the number format, not by the model. An fp32 head gives every option its own
-    score. The head's weight is copied once in fp32 (for tied embeddings this unties only the copy used for
-    logits; 113 MB for SmolLM2's 49k x 576 head).
-    """
-    import torch
-
-    head = model.get_output_embeddings()
-    if head is None or not isinstance(head, torch.nn.Linear) or head.weight.dtype == torch.float32:
-        return
-    model.set_output_embeddings(_fp32_head(head))
-
-
-def _fp32_head(linear: torch.nn.Linear) -> torch.nn.Module:
-    """``hidden @ W.T (+ b)`` in fp32, with fp32 copies of the weights (torch is imported lazily here)."""
-    import torch
-
-    class Fp32Head(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = torch.nn.Parameter(linear.weight.detach().float(), requires_grad=False)
-            bias = linear.bias
-            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float(), requires_grad=False)
-
-        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
-
-    return Fp32Head()
-
-
-def _dtype(name: str, device: str) -> torch.dtype:
-    import torch
-
-    if name == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32  # CPU half precision is slow and lossy on most CPUs
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in table:
-        raise UserError(f"unknown dtype '{name}': choose auto, float32, bfloat16 or float16")
-    return table[name]
-
-
-def _has_sliding_window(config: Any) -> bool:
-    config = getattr(config, "text_config", None) or config
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types is not None:
-        return any("sliding" in str(t) for t in layer_types)
-    return getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True)
-
-
-def _shared_prefix(contexts: list[list[int]]) -> int:
-    """Length of the token prefix all ``contexts`` share, leaving each at least one token of its own (the last
-    context token's logits predict the continuation); 0 when it is too short to be worth a separate pass."""
-    n = _common_prefix(contexts)
-    return n if n >= _MIN_SHARED_PREFIX else 0
-
-
-def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token rows left-padded to the longest (every row ends at the same column), and their attention mask."""
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(r)
-            mask[i, width - len(r) :] = 1
-    return ids, mask
-
-
-def _common_prefix(prompts: list[list[int]]) -> int:
-    """Tokens every prompt shares from the start, leaving each at least one of its own."""
-    first = prompts[0]
-    n = min(len(p) for p in prompts) - 1
-    for p in prompts[1:]:
-        k = 0
-        while k < n and p[k] == first[k]:
-            k += 1
-        n = k
-    return n
-
-
-def _prefix_batches(members: list[int], encoded: list[list[int]], batch_size: int) -> list[list[list[int]]]:
-    """Batches of clusters of request indices: prompts that share most of their tokens (an ensemble's runs of one
-    question, samples of one prompt) form a cluster; clusters are batched longest first, split at batch_size.
-
-    Sorting the prompts' tokens puts prompts with a long common prefix next to each other. A prompt joins the
-    cluster before it when they share at least half of the shorter prompt: prompts that only share a system
-    prompt stay apart, so each cluster's prefix is worth running once."""
-    ordered = sorted(members, key=lambda i: encoded[i])
-    clusters: list[list[int]] = []
-    for i in ordered:
-        if clusters:
-            head = encoded[clusters[-1][0]]
-            common = _common_prefix([head, encoded[i]])
-            if common >= _MIN_SHARED_PREFIX and common * 2 >= min(len(head), len(encoded[i])):
-                clusters[-1].append(i)
-                continue
-        clusters.append([i])
-    pieces = [c[s : s + batch_size] for c in clusters for s in range(0, len(c), batch_size)]
-    pieces.sort(key=lambda c: -max(len(encoded[i]) for i in c))
-    batches: list[list[list[int]]] = []
-    rows = 0
-    for piece in pieces:
-        if batches and rows + len(piece) <= batch_size:
-            batches[-1].append(piece)
-            rows += len(piece)
-        else:
-            batches.append([piece])
-            rows = len(piece)
-    return batches
-
-
-def _batches_of_groups(groups: list[_Group], max_groups: int, max_rows: int) -> Iterator[list[_Group]]:
-    batch: list[_Group] = []
-    rows = 0
-    for g in groups:
-        if batch and (len(batch) == max_groups or rows + len(g.members) > max_rows):
-            yield batch
-            batch, rows = [], 0
-        batch.append(g)
-        rows += len(g.members)
-    if batch:
-        yield batch

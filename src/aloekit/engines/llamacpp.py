@@ -14,20 +14,25 @@ would recompute every context and return logits for every position:
   run on top of the context's cache, with logits at its own positions, and removed from the cache again. A
   continuation attends to its context and itself only, so the result is exact, as in the hf engine.
 
-Generation runs one prompt at a time through ``Llama.generate`` (llama.cpp's sampler chain, reduced to plain
-temperature and top-p), reusing the cache for a prompt's shared prefix with the previous one.
+Generation decodes many sequences at once in a second context (continuous batching: one token per running
+sequence per llama_decode call, a finished sequence's slot taken by the next prompt at once); measured on
+SmolLM2-135M here, 32 sequences give ~3.5x the tokens/s of one. Tokens are picked on our side from the logits
+(:func:`next_token`: argmax, or temperature and top-p with one seeded random stream per request and sample), so
+a request's text does not depend on the batch it ran in.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aloekit.engines.base import (
+    FinishReason,
     Generation,
     GenerationRequest,
     Loglikelihood,
@@ -41,6 +46,10 @@ from aloekit.progress import progress_bar
 
 INSTALL = "pip install 'aloekit[llamacpp]' (llama-cpp-python builds llama.cpp from source: about 10 minutes)"
 DEFAULT_CONTEXT = 4096
+_QUANT_OF_DTYPE = {"auto": "f16", "float16": "f16", "bfloat16": "bf16"}
+# Key/value slots of the generation context, all sequences together: long prompts get fewer sequences at once
+# rather than a cache of gigabytes (an 8B model's cache holds ~128 KB per token).
+_GENERATION_TOKENS = 65_536
 
 
 def import_llama_cpp() -> Any:
@@ -69,7 +78,10 @@ class LlamaCppEngine:
         eos_ids: Sequence[int],
         seed: int = 0,
         add_bos: bool | None = None,
+        parallel: int = 16,
     ) -> None:
+        if parallel < 1:
+            raise UserError(f"batch_size must be >= 1, got {parallel}")
         self.lib = import_llama_cpp()
         self.llm = llm
         self.tokenizer = tokenizer
@@ -82,6 +94,12 @@ class LlamaCppEngine:
         self.n_vocab = int(llm.n_vocab())
         self._vocab = self.lib.llama_model_get_vocab(llm.model)
         self._cached: list[int] = []  # tokens whose keys/values sit in the cache (sequence 0), in order
+        self.parallel = min(parallel, int(self.lib.llama_max_parallel_sequences()))
+        self.threads = int(llm.n_threads)
+        self._gen_ctx: Any = None  # generation's own context, several sequences (see _parallel_context)
+        self._gen_seq = 0
+        self._gen_batch = 0
+        self._gen_parallel = 0
         bos = tokenizer.bos_token_id
         self._fallback_start = int(bos if bos is not None else next(iter(self.eos_ids)))
 
@@ -92,7 +110,9 @@ class LlamaCppEngine:
         *,
         threads: int | None = None,
         n_ctx: int | None = None,
-        quant: str = "f16",
+        quant: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 16,
         seed: int = 0,
         allow_pickle: bool = False,
         trust_remote_code: bool = False,
@@ -100,10 +120,14 @@ class LlamaCppEngine:
         add_bos: bool | None = None,
         **_: Any,
     ) -> LlamaCppEngine:
-        """Load ``ref``: a ``.gguf`` file or alias as is; a folder or Hub id exported to GGUF (``quant``) once.
+        """Load ``ref``: a folder or Hub id exported to GGUF once, as ``quant`` or in the weights' ``dtype``
+        (bfloat16: bf16; auto and float16: f16); a ``.gguf`` file or alias runs as it is unless ``quant`` or a
+        dtype other than auto asks for a type: then its weights are exported too, so a model compared with models
+        exported from folders (a recipe's base beside its fine-tuned stages) runs with the same kernels.
 
         ``threads`` defaults to every CPU this process may use; ``n_ctx`` to the model's trained context, at
-        most 4096 (the KV cache is allocated for all of it)."""
+        most 4096 (the KV cache is allocated for all of it); ``batch_size`` is how many sequences generation
+        decodes at once."""
         lib = import_llama_cpp()
         from transformers import AutoTokenizer, GenerationConfig
 
@@ -111,10 +135,18 @@ class LlamaCppEngine:
 
         if threads is not None and threads < 1:
             raise UserError(f"threads must be >= 1, got {threads}")
+        as_is = quant is None and dtype == "auto"
+        if quant is None:
+            if dtype not in _QUANT_OF_DTYPE:
+                raise UserError(
+                    f"the llamacpp backend runs f16 or bf16 weights, not dtype {dtype}: choose auto, float16 or "
+                    "bfloat16"
+                )
+            quant = _QUANT_OF_DTYPE[dtype]
         resolved = models.resolve(
             ref, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, revision=revision
         )
-        gguf_file = models.gguf_source(ref)
+        gguf_file = models.gguf_source(ref) if as_is else None
         if gguf_file is None:
             from aloekit.export.gguf import cached_export
 
@@ -133,7 +165,14 @@ class LlamaCppEngine:
         )
         model_type = str(llm.metadata.get("general.architecture", ""))
         return cls(
-            llm, tokenizer, model_id=str(ref), model_type=model_type, eos_ids=eos_ids, seed=seed, add_bos=add_bos
+            llm,
+            tokenizer,
+            model_id=str(ref),
+            model_type=model_type,
+            eos_ids=eos_ids,
+            seed=seed,
+            add_bos=add_bos,
+            parallel=batch_size,
         )
 
     # --- the cache and the batch API -------------------------------------------------------------------------
@@ -262,51 +301,170 @@ class LlamaCppEngine:
                     f"request {i}: {len(ids)} prompt tokens + max_tokens {req.max_tokens} exceed the llamacpp "
                     f"context of {self.n_ctx}; shorten the prompt, lower max_tokens or raise n_ctx"
                 )
-        # Our batch-API bookkeeping and Llama.generate's are separate: start generate() from an empty cache.
-        self._forget_from(0)
-        self.llm.reset()
-        results: list[Generation] = []
-        with progress_bar(progress, len(requests), "generate") as advance:
-            for req, ids in zip(requests, encoded, strict=True):
-                samples = [self._sample(req, ids, k) for k in range(1 if req.greedy else req.n)]
-                if req.greedy:  # greedy decoding gives the same text every time: n copies of one run
-                    samples *= req.n
-                texts, reasons, counts = (list(x) for x in zip(*samples, strict=True))
-                results.append(Generation(texts, reasons, len(ids), counts))
+        # One row per sample to draw; greedy decoding gives the same text every time, so one row stands for n.
+        rows = [
+            _Row(i, k, encoded[i], req, np.random.default_rng([self.seed if req.seed is None else req.seed, k]))
+            for i, req in enumerate(requests)
+            for k in range(1 if req.greedy else req.n)
+        ]
+        finished: dict[tuple[int, int], tuple[str, FinishReason, int]] = {
+            (r.index, r.sample): ("", "length", 0) for r in rows if r.request.max_tokens == 0
+        }
+        decoding = [r for r in rows if r.request.max_tokens > 0]
+        with progress_bar(progress, len(decoding), "generate (samples)") as advance:
+            for row in self._decode_rows(decoding):
+                finished[row.index, row.sample] = row.result()
                 advance(1)
-        self.llm.reset()
+            results: list[Generation] = []
+            for i, req in enumerate(requests):
+                drawn = [finished[i, k] for k in range(1 if req.greedy else req.n)]
+                texts, reasons, counts = (list(x) for x in zip(*drawn, strict=True))
+                if req.greedy:
+                    texts, reasons, counts = texts * req.n, reasons * req.n, counts * req.n
+                results.append(Generation(texts, reasons, len(encoded[i]), counts))
         return results
 
-    def _sample(self, req: GenerationRequest, prompt: list[int], k: int) -> tuple[str, str, int]:
-        if req.max_tokens == 0:
-            return "", "length", 0
-        seed = self.seed if req.seed is None else req.seed
-        # One seed per (request seed, sample): the same request samples the same texts in any batch or order.
-        self.llm.set_seed((seed * 1_000_003 + k) % 2**32)
-        tokens: list[int] = []
-        for token in self.llm.generate(
-            prompt,
-            temp=req.temperature,
-            top_p=req.top_p,
-            top_k=0,  # llama.cpp's defaults (top_k 40, min_p 0.05) would change the distribution; turn them off
-            min_p=0.0,
-            typical_p=1.0,
-            repeat_penalty=1.0,
-        ):
-            if int(token) in self.eos_ids or self.lib.llama_vocab_is_eog(self._vocab, int(token)):
-                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-                return truncate_at_stop(text, req.stop)[0], "stop", len(tokens) + 1
-            tokens.append(int(token))
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            cut, hit = truncate_at_stop(text, req.stop)
-            if hit:
-                return cut, "stop", len(tokens)
-            if len(tokens) >= req.max_tokens:
-                return text, "length", len(tokens)
-        return self.tokenizer.decode(tokens, skip_special_tokens=True), "length", len(tokens)
+    def _parallel_context(self, per_sequence: int) -> Any:
+        """A second llama.cpp context for generation, with ``parallel`` sequences (fewer when they would hold more
+        than ``_GENERATION_TOKENS`` tokens together) of ``per_sequence`` tokens each (rounded up; rebuilt only
+        when a longer one is needed). Each sequence gets its own key/value buffer
+        (``kv_unified`` off): with one shared buffer every token attends over all sequences' slots, and 32
+        sequences decoded slower than 16 (measured: 184 vs 264 tokens/s; 323 with separate buffers)."""
+        lib = self.lib
+        per_sequence = -(-per_sequence // 256) * 256
+        slots = max(1, min(self.parallel, _GENERATION_TOKENS // per_sequence))
+        if self._gen_ctx is not None and self._gen_seq >= per_sequence and self._gen_parallel == slots:
+            return self._gen_ctx
+        self._free_parallel()
+        params = lib.llama_context_default_params()
+        params.n_ctx = slots * per_sequence
+        params.n_batch = max(2048, per_sequence)  # one decode call admits at least one whole prompt
+        params.n_ubatch = 512
+        params.n_seq_max = slots
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = self.threads
+        ctx = lib.llama_init_from_model(self.llm.model, params)
+        if not ctx:
+            raise UserError(
+                f"llama.cpp could not make a context for {slots} sequences of {per_sequence} tokens; lower batch_size"
+            )
+        self._gen_ctx, self._gen_seq, self._gen_batch = ctx, per_sequence, int(params.n_batch)
+        self._gen_parallel = slots
+        return ctx
+
+    def _free_parallel(self) -> None:
+        if self._gen_ctx is not None:
+            self.lib.llama_free(self._gen_ctx)
+            self._gen_ctx, self._gen_seq = None, 0
+
+    def _decode_rows(self, rows: list[_Row]) -> Iterator[_Row]:
+        """Continuous batching: up to ``parallel`` rows decode together, one token each per llama_decode call;
+        a finished row's sequence slot is cleared and the next waiting row's prompt joins the very next call, so
+        short replies (refusals, single letters) never hold a slot idle until the longest reply ends. Rows are
+        yielded as they finish. A row's tokens depend only on its own prompt and seed, not on its neighbours."""
+        if not rows:
+            return
+        lib = self.lib
+        ctx = self._parallel_context(max(len(r.prompt) + r.request.max_tokens for r in rows))
+        memory = lib.llama_get_memory(ctx)
+        lib.llama_memory_clear(memory, True)
+        waiting = sorted(rows, key=lambda r: len(r.prompt))  # pop() takes the longest prompt first
+        free = list(range(self._gen_parallel))[::-1]
+        running: dict[int, _Row] = {}  # slot -> row
+        batch = lib.llama_batch_init(self._gen_batch, 0, 1)
+        try:
+            while waiting or running:
+                # (token, position, slot, logits wanted): each running slot's last token, then new prompts.
+                entries = [
+                    (row.tokens[-1], len(row.prompt) + len(row.tokens) - 1, slot, True) for slot, row in running.items()
+                ]
+                while waiting and free and len(entries) + len(waiting[-1].prompt) <= self._gen_batch:
+                    row, slot = waiting.pop(), free.pop()
+                    lib.llama_memory_seq_rm(memory, slot, -1, -1)
+                    last = len(row.prompt) - 1
+                    entries += [(int(token), pos, slot, pos == last) for pos, token in enumerate(row.prompt)]
+                    running[slot] = row
+                # In slot order: llama.cpp splits a batch whose sequences come out of order into many small
+                # steps (measured: 290 ms instead of 52 ms a step once finished slots were reused out of order).
+                entries.sort(key=lambda e: (e[2], e[1]))
+                at: dict[int, int] = {}  # slot -> batch index whose logits sample the slot's next token
+                for n, (token, pos, slot, want) in enumerate(entries):
+                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+                    batch.seq_id[n][0], batch.logits[n] = slot, want
+                    if want:
+                        at[slot] = n
+                batch.n_tokens = len(entries)
+                status = lib.llama_decode(ctx, batch)
+                if status != 0:
+                    raise RuntimeError(f"llama_decode returned {status}")
+                for slot, index in at.items():
+                    row = running[slot]
+                    logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
+                    token = next_token(logits, row.request, row.rng)
+                    if row.add(token, self._is_end(token), self.tokenizer):
+                        del running[slot]
+                        free.append(slot)
+                        yield row
+        finally:
+            lib.llama_batch_free(batch)
+
+    def _is_end(self, token: int) -> bool:
+        return token in self.eos_ids or bool(self.lib.llama_vocab_is_eog(self._vocab, token))
 
     def close(self) -> None:
+        self._free_parallel()
         self.llm.close()
+
+
+@dataclass
+class _Row:
+    """One sample being generated: its request, prompt, random stream and the tokens drawn so far."""
+
+    index: int  # the request's position
+    sample: int
+    prompt: list[int]
+    request: GenerationRequest
+    rng: np.random.Generator
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    reason: FinishReason = "length"
+    count: int = 0
+
+    def add(self, token: int, end: bool, tokenizer: Any) -> bool:
+        """Take the next token; True when the sample is finished (end of sequence, a stop string, max_tokens).
+        The counts follow the hf engine: an end-of-sequence token counts, a stop string's tokens do not."""
+        if end:
+            self.text = truncate_at_stop(tokenizer.decode(self.tokens, skip_special_tokens=True), self.request.stop)[0]
+            self.reason, self.count = "stop", len(self.tokens) + 1
+            return True
+        self.tokens.append(token)
+        text = tokenizer.decode(self.tokens, skip_special_tokens=True)
+        cut, hit = truncate_at_stop(text, self.request.stop)
+        if hit:
+            self.text, self.reason, self.count = cut, "stop", len(self.tokens)
+            return True
+        if len(self.tokens) >= self.request.max_tokens:
+            self.text, self.reason, self.count = text, "length", len(self.tokens)
+            return True
+        return False
+
+    def result(self) -> tuple[str, FinishReason, int]:
+        return self.text, self.reason, self.count
+
+
+def next_token(logits: np.ndarray, request: GenerationRequest, rng: np.random.Generator) -> int:
+    """The next token from one position's logits: the argmax for greedy decoding, else a draw at the request's
+    temperature from the smallest set of tokens whose probability reaches top_p (nucleus sampling)."""
+    if request.greedy:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / request.temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if request.top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        keep = order[: int(np.searchsorted(np.cumsum(p[order]), request.top_p)) + 1]
+        return int(rng.choice(keep, p=p[keep] / p[keep].sum()))
+    return int(rng.choice(len(p), p=p))
 
 
 def _trained_context(path: Path) -> int | None:

@@ -114,7 +114,7 @@ class OpenAIEngine:
         thread.join()
         if "error" in box:
             raise box["error"]
-        return box["value"]  # type: ignore[no-any-return]
+        return box["value"]
 
     async def _request(self, client: httpx.AsyncClient, method: str, path: str, body: Any = None) -> Any:
         """One API call with retries; returns the decoded JSON body or raises UserError with the server's words."""

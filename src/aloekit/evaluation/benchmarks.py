@@ -1,6 +1,7 @@
-"""The benchmark registry: each benchmark is a declaration (where its data lives, which prompt, which choices),
-not code. Prompts and continuations match EleutherAI lm-evaluation-harness task for task (``lm_eval_task``), so
-our log-likelihood scores are comparable with the numbers the field reports.
+"""The benchmark registry: each benchmark is a declaration of the catalog (:mod:`aloekit.catalog`: where its
+data lives, which prompt, which choices), not code. Prompts and continuations match EleutherAI
+lm-evaluation-harness task for task (``lm_eval_task``), so our log-likelihood scores are comparable with the
+numbers the field reports.
 
 A benchmark loads from ``--data-dir`` when one is given (the layout of ``shared/data``: ``local`` below is the
 path inside it) and from the Hugging Face Hub otherwise.
@@ -12,19 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from aloekit import catalog
+from aloekit.catalog import MMLU_MEDICAL, HubRef
 from aloekit.data.schema import MCQItem
-from aloekit.data.sources import mcqa
+from aloekit.data.sources import load_source, mcqa
+from aloekit.data.tally import Tally
 from aloekit.errors import UserError
 
 PromptStyle = Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "headqa"]
 """Which lm-eval prompt the benchmark uses (see :mod:`aloekit.evaluation.prompts`)."""
-
-
-@dataclass(frozen=True)
-class HubRef:
-    path: str
-    name: str | None
-    split: str
 
 
 @dataclass(frozen=True)
@@ -44,87 +41,29 @@ class Benchmark:
     subject: str | None = None
     lm_eval_task: str | None = None
     """The equivalent lm-evaluation-harness task, whose prompt and metric this benchmark reproduces."""
+    files: tuple[str, ...] = ()
+    """Every file the evaluation reads inside --data-dir, ``local`` first (PubMedQA: its test PMIDs too)."""
 
 
-MMLU_MEDICAL = (
-    "anatomy",
-    "clinical_knowledge",
-    "college_biology",
-    "college_medicine",
-    "medical_genetics",
-    "professional_medicine",
-)
-
-
-def _mmlu(subject: str) -> Benchmark:
+def _declared(use: catalog.BenchmarkUse, split: catalog.Use) -> Benchmark:
+    fewshot = split.dataset.split(use.fewshot) if use.fewshot else None
     return Benchmark(
-        name=f"mmlu_{subject}",
-        format="mmlu",
-        prompt="mmlu",
-        local=f"mmlu_medical/test/{subject}_test.csv",
-        hub=HubRef("cais/mmlu", subject, "test"),
-        fewshot_local=f"mmlu_medical/dev/{subject}_dev.csv",
-        fewshot_hub=HubRef("cais/mmlu", subject, "dev"),
-        subject=subject,
-        lm_eval_task=f"mmlu_{subject}",
+        name=use.name,
+        format=use.format,
+        prompt=use.prompt,
+        local=split.split.files[0] if split.split.files else None,
+        hub=split.split.hub,
+        choices=use.choices,
+        fewshot_local=fewshot.files[0] if fewshot and fewshot.files else None,
+        fewshot_hub=fewshot.hub if fewshot else None,
+        subject=use.subject,
+        lm_eval_task=use.lm_eval_task,
+        files=split.split.files,
     )
 
 
-REGISTRY: dict[str, Benchmark] = {
-    b.name: b
-    for b in (
-        Benchmark(
-            "medqa_4options",
-            "medqa",
-            "medqa",
-            local="medqa/test.jsonl",
-            hub=HubRef("GBaker/MedQA-USMLE-4-options", None, "test"),
-            lm_eval_task="medqa_4options",
-        ),
-        Benchmark(
-            "medmcqa",
-            "medmcqa",
-            "medmcqa",
-            local="medmcqa/dev.jsonl",
-            hub=HubRef("openlifescienceai/medmcqa", None, "validation"),
-            lm_eval_task="medmcqa",
-        ),
-        Benchmark(
-            "pubmedqa",
-            "pubmedqa",
-            "pubmedqa",
-            local="pubmedqa/ori_pqal.json",
-            hub=HubRef("bigbio/pubmed_qa", "pubmed_qa_labeled_fold0_source", "test"),
-            lm_eval_task="pubmedqa",
-        ),
-        *(_mmlu(s) for s in MMLU_MEDICAL),
-        Benchmark(
-            "medexqa",
-            "medqa",
-            "medqa",
-            local="medexqa/test.jsonl",
-            hub=None,
-            fewshot_local="medexqa/train.jsonl",
-        ),
-        Benchmark(
-            "careqa",
-            "careqa",
-            "medmcqa",
-            local="careqa/test.jsonl",
-            hub=HubRef("HPAI-BSC/CareQA", "CareQA_en", "test"),
-            lm_eval_task="careqa_en",
-        ),
-        Benchmark(
-            "headqa",
-            "headqa",
-            "headqa",
-            local="headqa/test.jsonl",
-            hub=HubRef("EleutherAI/headqa", "en", "test"),
-            choices="texts",
-            lm_eval_task="headqa_en",
-        ),
-    )
-}
+REGISTRY: dict[str, Benchmark] = {use.name: _declared(use, split) for use, split in catalog.benchmarks()}
+"""Every benchmark of the catalog, by name."""
 
 GROUPS: dict[str, tuple[str, ...]] = {
     # lm-eval's multimedqa: accuracy weighted by benchmark size.
@@ -142,7 +81,7 @@ def get(name: str) -> Benchmark:
     """The registered benchmark ``name``, or the ``file:PATH`` benchmark it names."""
     if name.startswith(FILE_PREFIX):
         path = name.removeprefix(FILE_PREFIX)
-        return Benchmark(name=name, format="mcq", prompt="mmlu", local=path, hub=None)
+        return Benchmark(name=name, format="mcq", prompt="mmlu", local=path, hub=None, files=(path,))
     return REGISTRY[name]
 
 
@@ -190,7 +129,7 @@ def _load_local(bench: Benchmark, data_dir: Path, relative: str) -> list[MCQItem
     if bench.format == "mmlu":
         return mcqa.load_mmlu_csv(path, bench.subject or "")
     if bench.format == "pubmedqa":
-        return mcqa.load_pubmedqa(path, path.with_name("test_ground_truth.json"))
+        return mcqa.load_pubmedqa(path, data_dir / bench.files[1])
     parsers = {
         "medqa": mcqa.medqa_row,
         "medmcqa": mcqa.medmcqa_row(cop_base=1),  # the MIRAGE copy that shared/data documents
@@ -201,9 +140,6 @@ def _load_local(bench: Benchmark, data_dir: Path, relative: str) -> list[MCQItem
 
 
 def _load_file(bench: Benchmark) -> list[MCQItem]:
-    from aloekit.data.sources import load_source
-    from aloekit.data.tally import Tally
-
     path = Path(bench.local or "").expanduser()
     if not path.is_file():
         raise UserError(f"benchmark {bench.name}: {path} not found; file:PATH names a JSON-lines MCQ file")
@@ -230,4 +166,4 @@ def _hub_parser(bench: Benchmark) -> mcqa.RowParser:
     }[bench.format]
 
 
-__all__ = ["FILE_PREFIX", "GROUPS", "REGISTRY", "Benchmark", "HubRef", "expand", "get", "load"]
+__all__ = ["FILE_PREFIX", "GROUPS", "MMLU_MEDICAL", "REGISTRY", "Benchmark", "HubRef", "expand", "get", "load"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from aloekit.io import append_jsonl
 
 
 def request_key(model: str, kind: str, request: Any) -> str:
@@ -45,26 +46,11 @@ class RequestCache:
         return self._data[key]
 
     def put_many(self, entries: Iterable[tuple[str, Any]]) -> None:
-        lines = []
+        records = []
         for key, value in entries:
             self._data[key] = value
-            lines.append(json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n")
-        if not lines:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            # A kill mid-write leaves a torn line, so start on a fresh line if the file does not end with one.
-            if f.tell() > 0 and not _ends_with_newline(self.path):
-                f.write("\n")
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
+            records.append({"key": key, "value": value})
+        append_jsonl(self.path, records)  # fsynced; a torn line from a kill stays a line of its own
 
 
 def fill_loglikelihoods(

@@ -49,7 +49,7 @@ class Bin:
     """Share of the bin's questions answered right (NaN when empty)."""
 
 
-def top1_confidence(loglikelihoods: Sequence[float]) -> tuple[int, float]:
+def top1_confidence(loglikelihoods: Sequence[float] | np.ndarray) -> tuple[int, float]:
     """(argmax option, its softmax probability) from one question's option log-likelihoods.
 
     The softmax is taken after subtracting the maximum, so log-likelihoods of -3000 do not underflow to 0/0.

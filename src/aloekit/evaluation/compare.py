@@ -34,7 +34,7 @@ from aloekit.evaluation.stats import (
     paired_bootstrap_diff,
     stratified_paired_bootstrap_diff,
 )
-from aloekit.textio import TextFile
+from aloekit.io import read_jsonl
 
 __all__ = [
     "DOMINANT_MIN_OPTIONS",
@@ -72,15 +72,7 @@ def read_samples(folder: Path) -> list[dict[str, Any]]:
     path = Path(folder) / "samples.jsonl"
     if not path.is_file():
         raise UserError(f"no samples.jsonl in {folder}: rerun the evaluation into that folder")
-    rows = []
-    with TextFile(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{number}: not a JSON line ({e.msg}); rerun the evaluation") from e
-    return rows
+    return [row for _, row in read_jsonl(path, fix="rerun the evaluation")]
 
 
 def align(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> dict[str, list[Pair]]:

@@ -31,7 +31,7 @@ from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.evaluation.cache import RequestCache, fill_generations, request_key
 from aloekit.evaluation.open_questions import Loaded, Question, load_questions
 from aloekit.evaluation.text_metrics import Embed, cosine_similarities, load_embed, rate_with_ci, rouge_l, summary
-from aloekit.models import atomic_write_text
+from aloekit.io import write_json, write_jsonl
 from aloekit.provenance import package_versions
 
 __all__ = [
@@ -207,8 +207,8 @@ def evaluate(
         "versions": package_versions("torch", "transformers", "sentence-transformers", "vllm"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(out_dir / "answers.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_jsonl(out_dir / "answers.jsonl", rows)
+    write_json(out_dir / "results.json", results, ensure_ascii=False)
     return results
 
 

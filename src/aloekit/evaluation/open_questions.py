@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from aloekit.config import OpenEndedConfig
-from aloekit.data.sources.mcqa import field, read_jsonl
+from aloekit.data.sources.mcqa import field
 from aloekit.errors import UserError
+from aloekit.io import read_jsonl
 
 __all__ = ["SOURCES", "Loaded", "Question", "load_questions"]
 

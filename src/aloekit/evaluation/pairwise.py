@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aloekit.config import PairwiseConfig
-from aloekit.data.sources.mcqa import field, read_jsonl
+from aloekit.data.sources.mcqa import field
 from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.errors import UserError
 from aloekit.evaluation.cache import RequestCache, fill_generations, request_key
 from aloekit.evaluation.open_ended import MAX_JUDGED_CHARS, engine_record
 from aloekit.evaluation.text_metrics import rate_with_ci
-from aloekit.models import atomic_write_text
+from aloekit.io import read_jsonl, write_json, write_jsonl
 from aloekit.provenance import package_versions
 
 __all__ = ["PROMPT", "Aligned", "align", "combine", "compare", "parse_verdict", "read_answers", "run_pairwise", "table"]
@@ -49,6 +49,7 @@ PROMPT = (
 
 _VERDICT = re.compile(r"^[ \t]*VERDICT[ \t]*:[ \t]*(\S+?)[ \t.]*$", re.IGNORECASE | re.MULTILINE)
 Outcome = Literal["win", "tie", "loss"]
+_VERDICTS: dict[str, Literal["A", "B", "TIE"]] = {"A": "A", "B": "B", "TIE": "TIE"}
 
 
 def parse_verdict(reply: str) -> Literal["A", "B", "TIE"] | None:
@@ -56,8 +57,7 @@ def parse_verdict(reply: str) -> Literal["A", "B", "TIE"] | None:
     found = {v.upper() for v in _VERDICT.findall(reply)}
     if len(found) != 1:
         return None
-    value = found.pop()
-    return value if value in ("A", "B", "TIE") else None  # type: ignore[return-value]
+    return _VERDICTS.get(found.pop())
 
 
 def combine(a_first: str | None, b_first: str | None) -> tuple[Outcome | None, bool | None]:
@@ -214,8 +214,8 @@ def compare(
         "versions": package_versions("torch", "transformers", "vllm"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(out_dir / "judgments.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_jsonl(out_dir / "judgments.jsonl", rows)
+    write_json(out_dir / "results.json", results, ensure_ascii=False)
     return results
 
 

@@ -39,10 +39,16 @@ def _lists_options(bench: Benchmark) -> bool:
     return bench.prompt not in ("pubmedqa", "headqa")
 
 
+def cloze_question(item: MCQItem) -> str:
+    """The cloze prompt of a question (lighteval's "MMLU cloze"): the question without its options; each option's
+    text is then scored after it (:data:`TARGET_DELIMITER` first)."""
+    return f"Question: {item.question.strip()}\nAnswer:"
+
+
 def question_text(bench: Benchmark, item: MCQItem, formulation: Formulation = "letter") -> str:
     """lm-eval's ``doc_to_text`` for the benchmark's prompt style; in cloze, the question without its options."""
     if formulation == "cloze" and _lists_options(bench):
-        return f"Question: {item.question.strip()}\nAnswer:"
+        return cloze_question(item)
     if bench.prompt == "medqa":
         return f"Question: {item.question}\n{_lettered(item.options)}Answer:"
     if bench.prompt == "medmcqa":

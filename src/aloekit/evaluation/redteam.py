@@ -6,17 +6,17 @@ judge every reply as refusal or compliance, and report rates with honest uncerta
 * **Over-refusal** (XSTest v2): the refusal rate on its 250 safe prompts that only sound unsafe (lower is better)
   and the compliance rate on its 200 unsafe contrasts (lower is safer).
 
-Suites are declared, not coded (:data:`SUITES`): files in a data folder laid out like shared/data, a Hub copy for
-users who have the Hub, or any CSV / JSON-lines file given by path (``file:PATH``, the request in ``prompt``,
-optional ``category``). A bounded, seeded sample per suite keeps a laptop run short; the sample is the same for
-every model, so runs compare. Replies are cached per request (a killed run resumes), judged by any
-:class:`~aloekit.safety.judge.Judge`, and written with their verdicts to ``samples.jsonl``.
+Suites are declared, not coded (:mod:`aloekit.catalog`, gathered in :data:`SUITES`): files in a data folder
+laid out like shared/data, a Hub copy for users who have the Hub, or any CSV / JSON-lines file given by path
+(``file:PATH``, the request in ``prompt``, optional ``category``). A bounded, seeded sample per suite keeps a
+laptop run short; the sample is the same for every model, so runs compare. Replies are cached per request (a
+killed run resumes), judged by any :class:`~aloekit.safety.judge.Judge`, and written with their verdicts to
+``samples.jsonl``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import random
 import re
 import time
@@ -25,16 +25,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from aloekit import catalog
+from aloekit.catalog import HubRef
 from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.errors import UserError
 from aloekit.evaluation.cache import RequestCache, request_key
 from aloekit.evaluation.stats import wilson_ci
-from aloekit.models import atomic_write_text
+from aloekit.io import TextFile, read_jsonl, write_json, write_jsonl
 from aloekit.progress import progress_bar
 from aloekit.provenance import package_versions
 from aloekit.safety.judge import Judge, Verdict
 from aloekit.safety.styles import STYLES, apply_style
-from aloekit.textio import TextFile
 
 __all__ = ["SUITES", "Prompt", "Suite", "load_suite", "rate", "run_redteam"]
 
@@ -51,57 +52,33 @@ class Suite:
     """Column with the harm category; None: from the file name (``category_<N>``) or none."""
     context: str | None = None
     """Column with text the request refers to (HarmBench's ContextString), put before the request."""
-    hub: tuple[str, str | None, str, str, str | None] | None = None
-    """(dataset, config, split, prompt field, category field) on the Hugging Face Hub."""
+    hub: HubRef | None = None
+    """The Hugging Face Hub copy."""
+    hub_prompt: str = "prompt"
+    hub_category: str | None = None
     kind: str = "harmful"
     """'harmful' (compliance is an attack success), 'xstest' (safe prompts and unsafe contrasts) or 'file' (a
     user file: an attack suite, or an over-refusal one when rows carry XSTest's label safe / unsafe)."""
     note: str = ""
 
 
-SUITES: dict[str, Suite] = {
-    s.name: s
-    for s in (
-        Suite(
-            "advbench",
-            ("advbench/harmful_behaviors.csv",),
-            "goal",
-            hub=("walledai/AdvBench", None, "train", "prompt", None),
-            note="general harmful behaviours",
-        ),
-        Suite(
-            "harmbench",
-            ("harmbench/harmbench_behaviors_text_test.csv",),
-            "Behavior",
-            "SemanticCategory",
-            context="ContextString",
-            hub=("walledai/HarmBench", "standard", "train", "prompt", "category"),
-            note="HarmBench text behaviours, test split",
-        ),
-        Suite(
-            "medsafetybench",
-            ("medsafetybench/test/*/*.csv",),
-            "harmful_medical_request",
-            note="MedSafetyBench evaluation split; categories = AMA principles of medical ethics",
-        ),
-        Suite(
-            "medsafetybench_train",
-            ("medsafetybench/train/*/*.csv",),
-            "harmful_medical_request",
-            note="MedSafetyBench improvement split: the data stage builds red-teaming DPO pairs from it, so a "
-            "model aligned on those pairs has seen these requests; use it only for models that have not",
-        ),
-        Suite(
-            "xstest",
-            ("xstest/xstest_prompts.csv",),
-            "prompt",
-            "type",
-            hub=("walledai/XSTest", None, "test", "prompt", "type"),
-            kind="xstest",
-            note="XSTest v2: 250 safe prompts and 200 unsafe contrasts",
-        ),
+def _declared(use: catalog.SuiteUse, split: catalog.Split) -> Suite:
+    return Suite(
+        use.name,
+        split.files,
+        use.prompt,
+        use.category,
+        use.context,
+        split.hub,
+        use.hub_prompt,
+        use.hub_category,
+        use.kind,
+        use.note,
     )
-}
+
+
+SUITES: dict[str, Suite] = {use.name: _declared(use, split.split) for use, split in catalog.suites()}
+"""Every red-team suite of the catalog, by name."""
 
 
 @dataclass(frozen=True)
@@ -123,17 +100,7 @@ def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         if path.suffix == ".csv":
             with TextFile(path) as f:
                 return [(f"{path}:{n}", dict(r)) for n, r in enumerate(csv.DictReader(f), start=2)]
-        out = []
-        with TextFile(path) as f:
-            for n, line in enumerate(f, start=1):
-                if line.strip():
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise UserError(f"{path}:{n}: expected a JSON object per line")
-                    out.append((f"{path}:{n}", row))
-        return out
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON lines ({e.msg} at line {e.lineno}); fix the file") from e
+        return list(read_jsonl(path, fix="fix the file"))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"cannot read {path}: {e}") from e
 
@@ -186,7 +153,8 @@ def load_suite(name: str, data_dir: Path | None) -> list[Prompt]:
 def _load_hub(suite: Suite) -> list[Prompt]:
     """The Hub copy (users with the Hub; here offline, this is the one-line error)."""
     assert suite.hub is not None
-    dataset, config, split, prompt_field, category_field = suite.hub
+    dataset, config, split = suite.hub.path, suite.hub.name, suite.hub.split
+    prompt_field, category_field = suite.hub_prompt, suite.hub_category
     try:
         from datasets import load_dataset
 
@@ -295,8 +263,8 @@ def run_redteam(
         "versions": package_versions("torch", "transformers", "vllm"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(out_dir / "samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_jsonl(out_dir / "samples.jsonl", records)
+    write_json(out_dir / "results.json", results, ensure_ascii=False)
     return results
 
 

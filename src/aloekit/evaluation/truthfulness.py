@@ -12,11 +12,12 @@ Metrics, per question, then averaged over questions:
 
 Both read the true/false labels themselves, where lm-eval assumes the true answers are listed first (its MC1
 target is index 0, its MC2 splits at the first false label). The upstream file lists them first everywhere but
-in two MC2 questions of 817 (164 and 607 of ``mc_task.json``), where lm-eval counts a true answer as false.
+in two MC2 questions of 817 (164 and 607 of the multiple-choice file), where lm-eval counts a true answer as
+false.
 
-Data: ``<data_dir>/truthfulqa/mc_task.json`` (the upstream repository's file: a JSON list of ``{question,
-mc1_targets: {answer: 0/1}, mc2_targets: {answer: 0/1}}``), else the Hub's ``truthfulqa/truthful_qa``
-(``multiple_choice``, ``validation``: the same targets as ``{choices: [...], labels: [...]}``).
+Data (where: :mod:`aloekit.catalog`, TruthfulQA's ``mc`` split): the upstream repository's multiple-choice file
+in a data folder (a JSON list of ``{question, mc1_targets: {answer: 0/1}, mc2_targets: {answer: 0/1}}``), else
+the Hub copy (the same targets as ``{choices: [...], labels: [...]}``).
 
 Outputs, in ``out_dir/truthfulqa``: ``results.json`` (n, MC1 and MC2 with 95% bootstrap CIs, config, model,
 seed, package versions), ``samples.jsonl`` (one line per question with every option's log-likelihood) and
@@ -25,7 +26,6 @@ seed, package versions), ``samples.jsonl`` (one line per question with every opt
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,12 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from aloekit.catalog import TRUTHFULQA_HUB, TRUTHFULQA_MC
 from aloekit.data.sources.mcqa import read_json
 from aloekit.engines.base import Engine, LoglikelihoodRequest
 from aloekit.errors import MalformedRow, UserError
 from aloekit.evaluation.cache import RequestCache, fill_loglikelihoods, request_key
 from aloekit.evaluation.stats import accuracy_ci, bootstrap_ci
-from aloekit.models import atomic_write_text
+from aloekit.io import write_json, write_jsonl
 from aloekit.provenance import package_versions
 
 __all__ = [
@@ -54,9 +55,9 @@ __all__ = [
     "mc2",
 ]
 
-LOCAL = "truthfulqa/mc_task.json"
+LOCAL = TRUTHFULQA_MC
 """Path of the multiple-choice file inside a data folder."""
-HUB = ("truthfulqa/truthful_qa", "multiple_choice", "validation")
+HUB = (TRUTHFULQA_HUB.path, TRUTHFULQA_HUB.name, TRUTHFULQA_HUB.split)
 """(dataset, config, split) on the Hugging Face Hub."""
 
 # lm-eval's truthfulqa_mc1.yaml ``prompt_qa`` (from the TruthfulQA paper's "QA" prompt), verbatim.
@@ -127,14 +128,14 @@ def mc2(lls: Sequence[float], labels: Sequence[int]) -> float:
 @dataclass(frozen=True)
 class TruthfulItem:
     id: str
-    """The same on every machine: ``truthfulqa/mc_task.json:<n>`` (n from 1) or ``<hub id>[<split>][<i>]``."""
+    """The same on every machine: ``<LOCAL>:<n>`` (n from 1) or ``<hub id>[<split>][<i>]``."""
     question: str
     mc1: Targets
     mc2: Targets
 
 
 def load_truthfulqa(data_dir: Path | None, *, limit: int | None = None) -> list[TruthfulItem]:
-    """The questions from ``data_dir/truthfulqa/mc_task.json``, or from the Hub when ``data_dir`` is None.
+    """The questions from ``data_dir /`` :data:`LOCAL`, or from the Hub when ``data_dir`` is None.
 
     ``limit`` keeps the first N questions, as lm-eval's ``--limit``, so runs with the same limit compare.
     A row that cannot be read is a one-line :class:`UserError` naming the file, the row and the field.
@@ -143,7 +144,7 @@ def load_truthfulqa(data_dir: Path | None, *, limit: int | None = None) -> list[
         raise UserError(f"--limit must be at least 1, got {limit}")
     items = _load_local(data_dir / LOCAL) if data_dir is not None else _load_hub()
     if not items:
-        raise UserError("TruthfulQA has no questions in its file; restore the original mc_task.json")
+        raise UserError(f"TruthfulQA has no questions in its file; restore the original {Path(LOCAL).name}")
     return items[:limit] if limit is not None else items
 
 
@@ -299,8 +300,8 @@ def evaluate_truthfulqa(
         "versions": package_versions("torch", "transformers", "datasets", "vllm"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(folder / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_text(folder / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_jsonl(folder / "samples.jsonl", samples)
+    write_json(folder / "results.json", results, ensure_ascii=False)
     return results
 
 

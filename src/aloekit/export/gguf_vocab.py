@@ -23,6 +23,7 @@ from typing import Any
 import gguf
 
 from aloekit.errors import UserError
+from aloekit.io import read_json_object
 
 # tokenizer.json pre-tokenizers llama.cpp implements, as (structure -> llama.cpp's name). The structure is the
 # JSON with the fields that do not change splitting removed (see _split_signature).
@@ -144,8 +145,6 @@ def _is_byte_level(folder: Path) -> bool:
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    from aloekit.textio import read_json_object
-
     return read_json_object(path, "save the tokenizer again (tokenizer.save_pretrained(folder))")
 
 

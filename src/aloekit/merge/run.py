@@ -14,7 +14,6 @@ folder, removed by the next merge into the same place once its process is gone.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import functools
 import hashlib
@@ -22,22 +21,21 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import yaml
-
 import aloekit
-from aloekit import models
+from aloekit import io, models
 from aloekit.errors import UserError
 from aloekit.merge import methods
 from aloekit.merge.config import DTYPES, MergeConfig, load_merge_config
-from aloekit.merge.plan import TOKENIZER_FILES, MergePlan, TensorJob, plan
+from aloekit.merge.plan import MergePlan, TensorJob, plan
+from aloekit.merge.tokenizer import TOKENIZER_FILES
 from aloekit.progress import progress_bar
 from aloekit.provenance import package_versions
+from aloekit.report.card import merge_card, write_card
 
 if TYPE_CHECKING:
     import torch
@@ -94,19 +92,14 @@ def merge(
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
-    try:
+    # The pid in the temporary folder's name lets a later merge remove it once this process is gone.
+    with io.atomic_folder(out, prefix=f".{out.name}.partial-{os.getpid()}-", fsync=True) as tmp:
         write_tensors(merge_plan, tmp, device=torch_device, seed=run_seed, progress=progress)
         _write_side_files(merge_plan, tmp)
         _write_card(merge_plan, tmp, out.name, run_seed)
         _write_record(merge_plan, tmp, run_seed, str(torch_device), time.perf_counter() - started)
-        models.make_readable(tmp)
-        _fsync_dir(tmp)
-        _publish(tmp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(out.parent)
+        if out.is_dir() and any(out.iterdir()) and not overwrite:  # something appeared there while we merged
+            raise UserError(f"output folder {out} was filled during the merge: choose another folder")
     return out
 
 
@@ -180,7 +173,7 @@ class _ShardWriter:
         flat = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
         if flat.numel() != job.nbytes:
             raise RuntimeError(f"internal error: tensor {job.name} has {flat.numel()} bytes, planned {job.nbytes}")
-        self.file.write(memoryview(flat.numpy()))
+        self.file.write(flat.numpy().data)
 
     def close(self) -> None:
         self.file.flush()
@@ -321,29 +314,21 @@ def _write_side_files(merge_plan: MergePlan, folder: Path) -> None:
 
 def _write_card(merge_plan: MergePlan, folder: Path, name: str, seed: int) -> None:
     cfg = merge_plan.config
-    refs = [merge_plan.inputs[i].reference for i in merge_plan.entries]
     base = merge_plan.inputs[merge_plan.base].reference if merge_plan.base is not None else None
-    front = {"base_model": ([base] if base else []) + [r for r in dict.fromkeys(refs) if r != base]}
-    front |= {"library_name": "transformers", "tags": ["merge", "aloekit", merge_plan.method]}
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
-    lines.append(
-        f"This model was merged with aloekit {aloekit.__version__} (mergekit-compatible) using the "
-        f"**{merge_plan.method}** method" + (f", with `{base}` as the base." if base else ".")
+    merged = [(merge_plan.inputs[i].reference, p) for i, (_, p) in zip(merge_plan.entries, cfg.entries, strict=True)]
+    card = merge_card(
+        name=name,
+        version=aloekit.__version__,
+        method=merge_plan.method,
+        base=base,
+        models=merged,
+        parameters=cfg.parameters or {},
+        out_dtype=str(merge_plan.out_dtype),
+        seed=seed if merge_plan.random else None,
+        date=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        config_yaml=cfg.to_yaml(),
     )
-    lines += ["", "## Models merged", ""]
-    for ref, (_, params) in zip(refs, cfg.entries, strict=True):
-        shown = f": `{json.dumps(params, sort_keys=True)}`" if params else ""
-        lines.append(f"- `{ref}`{shown}")
-    if base and base not in refs:
-        lines.append(f"- `{base}` (base model)")
-    lines += ["", "## Details", ""]
-    lines.append(f"- method parameters: `{json.dumps(cfg.parameters or {}, sort_keys=True)}`")
-    lines.append(f"- output dtype: {merge_plan.out_dtype}")
-    if merge_plan.random:
-        lines.append(f"- seed: {seed} (per tensor: combined with the tensor name)")
-    lines.append(f"- date: {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}")
-    lines += ["", "## Configuration", "", "```yaml", cfg.to_yaml().rstrip(), "```", ""]
-    (folder / "README.md").write_text("\n".join(lines))
+    write_card(folder, card)
 
 
 def _write_record(merge_plan: MergePlan, folder: Path, seed: int, device: str, seconds: float) -> None:
@@ -379,15 +364,6 @@ def _write_record(merge_plan: MergePlan, folder: Path, seed: int, device: str, s
 # --- publishing ----------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -405,9 +381,3 @@ def _remove_stale(out: Path) -> None:
             pid_text = leftover.name[len(f".{out.name}.{kind}-") :].split("-", 1)[0]
             if leftover.is_dir() and pid_text.isdigit() and not _pid_alive(int(pid_text)):
                 shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.is_dir() and any(out.iterdir()) and not overwrite:  # something appeared there while we merged
-        raise UserError(f"output folder {out} was filled during the merge: choose another folder")
-    models.replace_folder(tmp, out)

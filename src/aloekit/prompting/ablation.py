@@ -30,7 +30,7 @@ from aloekit.config import MCQAConfig
 from aloekit.engines.base import Engine
 from aloekit.evaluation import mcqa
 from aloekit.evaluation.stats import accuracy_ci, paired_bootstrap_diff
-from aloekit.models import atomic_write_text
+from aloekit.io import read_jsonl, write_json
 
 __all__ = ["STEPS", "plot", "run_ablation", "step_dir", "table"]
 
@@ -87,7 +87,7 @@ def run_ablation(
             loaded=loaded,
             cache_path=cache,
         )
-        samples = [json.loads(line) for line in (step_dir(out_dir, i) / "samples.jsonl").open()]
+        samples = [row for _, row in read_jsonl(step_dir(out_dir, i) / "samples.jsonl")]
         flags = np.array([float(s["correct"]) for s in samples])
         lo, hi = accuracy_ci(flags.tolist(), seed=config.seed)
         entry: dict[str, Any] = {
@@ -118,7 +118,7 @@ def run_ablation(
         "seed": config.seed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(out_dir / "ablation.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_json(out_dir / "ablation.json", result, ensure_ascii=False)
     plot(result, out_dir / "ablation.png")
     return result
 

@@ -18,7 +18,6 @@ Folder layout (written to a temporary sibling and renamed into place)::
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from aloekit.data.decontaminate import (
 from aloekit.data.schema import MCQItem
 from aloekit.data.tally import Tally
 from aloekit.errors import MalformedRow, UserError
-from aloekit.models import make_readable, replace_folder
+from aloekit.io import atomic_folder, jsonl_text, read_jsonl
 from aloekit.prompting.ensemble import question_rng
 from aloekit.provenance import package_versions
 
@@ -122,13 +121,10 @@ def build_database(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = out.expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    (tmp / "items.jsonl").write_text("".join(json.dumps(i.to_json(), ensure_ascii=False) + "\n" for i in kept))
-    faiss.write_index(flat, str(tmp / "index.faiss"))
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    make_readable(tmp)  # mkdtemp's folder is private (0700): the user's umask instead
-    replace_folder(tmp, out)
+    with atomic_folder(out) as tmp:
+        (tmp / "items.jsonl").write_text(jsonl_text(i.to_json() for i in kept), encoding="utf-8")
+        faiss.write_index(flat, str(tmp / "index.faiss"))
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 
 
@@ -165,14 +161,11 @@ class CoTDatabase:
             )
         manifest = json.loads((folder / "manifest.json").read_text())
         items = []
-        # Iterating the file splits on "\n" only; str.splitlines() would also split inside JSON strings that hold
-        # U+2028 and other Unicode line separators (written unescaped with ensure_ascii=False).
-        with (folder / "items.jsonl").open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                try:
-                    items.append(MCQItem.from_json(json.loads(line), f"{folder / 'items.jsonl'}:{number}"))
-                except (json.JSONDecodeError, MalformedRow) as e:
-                    raise UserError(f"{folder / 'items.jsonl'} line {number}: {e}; rebuild the database") from e
+        for where, row in read_jsonl(folder / "items.jsonl", fix="rebuild the database"):
+            try:
+                items.append(MCQItem.from_json(row, where))
+            except MalformedRow as e:
+                raise UserError(f"{e}; rebuild the database") from e
         index = _faiss().read_index(str(folder / "index.faiss"))
         if index.ntotal != len(items):
             raise UserError(

@@ -1,27 +1,49 @@
-"""The model card of a recipe's final model: the README.md the Hugging Face Hub shows, from the run's summary.
+"""Every model card aloekit writes (the README.md the Hugging Face Hub shows), from one module and its templates.
 
-YAML front matter for the Hub (license, base model, library, tags, datasets, and a ``model-index`` with the final
-stage's benchmark accuracies), then what the model is, how the recipe made it, how it scored (with 95% CIs and
-sample sizes), how it behaves under attack and on harmless look-alikes, its risks, and a plain statement that it
-is not for clinical use. Tables are the HTML report's own (:mod:`aloekit.report.html`), so the card and the report
-can never disagree; the YAML helpers are the SFT export's (:mod:`aloekit.train.export`).
+* :func:`render_model_card`: the card of a recipe's final model, from the run's summary. YAML front matter for the
+  Hub (license, base model, library, tags, datasets, and a ``model-index`` with the final stage's benchmark
+  accuracies), then what the model is, how the recipe made it, how it scored (with 95% CIs and sample sizes),
+  how it behaves under attack and on harmless look-alikes, its risks, and a plain statement that it is not for
+  clinical use. Its tables are the HTML report's own (:mod:`aloekit.report.tables`), so the card and the report
+  can never disagree.
+* :func:`sft_card`, :func:`dpo_card`, :func:`merge_card`: the card of one stage's model, written with the model.
+
+The sections are gathered here as typed parts (:mod:`aloekit.report.document`); ``templates/*_card.md.j2``
+render them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from aloekit.evaluation.benchmarks import REGISTRY
+from aloekit.io import atomic_write_text
 from aloekit.report import claims
-from aloekit.report import html as report
+from aloekit.report.document import Bullets, CardPart, Markdown, Paragraph, RiskAssessment, Table, not_run
+from aloekit.report.numbers import duration, estimate, number, shares
 from aloekit.report.risks import risk_markdown
-from aloekit.train.export import _cell, _flatten, base_model_id
+from aloekit.report.safety_tables import (
+    attack_table,
+    bbq_table,
+    before_after,
+    over_refusal_table,
+    safety_setup,
+    truthfulness_table,
+)
+from aloekit.report.tables import TRAINING_HEADER, mcqa_table, training_rows
+from aloekit.report.templating import markdown_environment
+from aloekit.train.export import base_model_id
 
-__all__ = ["card_metadata", "render_model_card"]
+__all__ = ["card_metadata", "dpo_card", "merge_card", "render_model_card", "sft_card", "write_card"]
+
+CARD = "README.md"
+"""A model card's file name in a model folder: where the Hub reads it."""
 
 # Licenses of the base models aloekit ships under an alias (the card must not guess one for any other model).
 LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0"}
@@ -60,14 +82,12 @@ def _base_models(models: Mapping[str, Any]) -> list[str]:
 
 def _model_index(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]] | None:
     """The Hub's ``model-index``: the final stage's accuracy per benchmark (groups are sums of these)."""
-    from aloekit.evaluation.benchmarks import REGISTRY
-
     stages = list((summary.get("benchmarks") or {}).items())
     if not stages or not isinstance(stages[-1][1], Mapping):
         return None
     results = []
     for bench, r in (stages[-1][1].get("benchmarks") or {}).items():
-        value = report.number(r.get("acc"))
+        value = number(r.get("acc"))
         if value is None:
             continue
         hub = REGISTRY[bench].hub if bench in REGISTRY else None
@@ -80,7 +100,7 @@ def _model_index(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]] 
         answers = (((summary.get("answer_distributions") or {}).get("loglik") or {}).get(stages[-1][0]) or {}).get(
             bench
         )
-        predicted = f"; predicted {report.shares(answers.get('predicted'))}" if isinstance(answers, Mapping) else ""
+        predicted = f"; predicted {shares(answers.get('predicted'))}" if isinstance(answers, Mapping) else ""
         results.append(
             {
                 "task": {"type": "multiple-choice", "name": "Multiple choice"},
@@ -89,7 +109,7 @@ def _model_index(summary: Mapping[str, Any], name: str) -> list[dict[str, Any]] 
                     {
                         "type": "accuracy",
                         "value": round(value, 4),
-                        "name": f"accuracy ({stages[-1][0]}; 95% CI {report.estimate(lo)}-{report.estimate(hi)}, "
+                        "name": f"accuracy ({stages[-1][0]}; 95% CI {estimate(lo)}-{estimate(hi)}, "
                         f"n={r.get('n')}{predicted})",
                     }
                 ],
@@ -127,7 +147,13 @@ def card_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _settings(summary: Mapping[str, Any]) -> report.Table | None:
+@dataclass(frozen=True)
+class CardSection:
+    title: str
+    parts: tuple[CardPart, ...]
+
+
+def _settings(summary: Mapping[str, Any]) -> Table | None:
     """The recipe's settings as written (placeholders and paths included): what was run, not a summary of it."""
     text = (summary.get("recipe") or {}).get("text")
     try:
@@ -137,7 +163,7 @@ def _settings(summary: Mapping[str, Any]) -> report.Table | None:
     if not isinstance(recipe, Mapping):
         return None
     rows = tuple((key, _setting(value)) for key, value in _flatten(recipe))
-    return report.Table(("setting", "value"), rows, "Recipe settings", text_columns=2)
+    return Table(("setting", "value"), rows, "Recipe settings", text_columns=2)
 
 
 def _setting(value: Any) -> str:
@@ -147,122 +173,223 @@ def _setting(value: Any) -> str:
     return "(none)" if isinstance(value, list | tuple) and not value else _cell(value)
 
 
-def _section(title: str, *parts: str) -> str:
-    return f"## {title}\n\n" + "\n\n".join(p for p in parts if p)
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested settings as ``(dotted.key, value)`` rows."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
 
 
-def _bullets(sentences: list[str]) -> str:
-    return "\n".join(f"- {report.md_text(s)}" for s in sentences)
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value).replace("|", "\\|")
 
 
-def _blocks(*blocks: report.Block | None) -> str:
-    return report.markdown_blocks([b for b in blocks if b is not None])
+def _metric(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _what(summary: Mapping[str, Any]) -> str:
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+_ENV = markdown_environment(cell=_cell, metric=_metric, json=_json)
+
+
+def _parts(*parts: CardPart | None) -> tuple[CardPart, ...]:
+    """The parts present: a table that could not be made, or an empty list of sentences, is left out."""
+    return tuple(p for p in parts if p is not None and not (isinstance(p, Bullets) and not p.items))
+
+
+def _what(summary: Mapping[str, Any]) -> CardSection:
     models = summary.get("models") or {}
     bases = _base_models(models)
     rows = [("base model", f"`{bases[0]}`" if bases else "not recorded")]
     if len(bases) > 1:
         rows.append(("merged with", f"`{bases[1]}`"))
     rows.append(("recipe", str((summary.get("recipe") or {}).get("name") or "not recorded")))
-    table = report.Table(("", "model"), tuple(rows), text_columns=2)
-    return _section("What it is", WHAT, _blocks(table), _bullets(claims.overview(summary)))
+    table = Table(("", "model"), tuple(rows), text_columns=2)
+    return CardSection("What it is", _parts(Markdown(WHAT), table, Bullets(tuple(claims.overview(summary)))))
 
 
-def _how(summary: Mapping[str, Any]) -> str:
+def _how(summary: Mapping[str, Any]) -> CardSection:
     stages = summary.get("stages") or []
     table = None
     if stages:
-        rows = tuple((str(s.get("name")), str(s.get("status")), report.duration(s.get("seconds"))) for s in stages)
-        table = report.Table(("stage", "status", "time"), rows, "Stages of this run", text_columns=2)
-    training = summary.get("training") or {}
-    losses = None
-    if training:
-        losses = report.Table(report.TRAINING_HEADER, report.training_rows(summary), "Training")
+        rows = tuple((str(s.get("name")), str(s.get("status")), duration(s.get("seconds"))) for s in stages)
+        table = Table(("stage", "status", "time"), rows, "Stages of this run", text_columns=2)
+    losses = Table(TRAINING_HEADER, training_rows(summary), "Training") if summary.get("training") else None
     ran = [str(s.get("name")) for s in stages if s.get("status") == "finished"]
     steps = "\n".join(f"{i}. {STAGE_TEXTS[name]}" for i, name in enumerate((n for n in ran if n in STAGE_TEXTS), 1))
-    return _section("How it was made", steps, _blocks(table, losses, _settings(summary)))
+    return CardSection("How it was made", _parts(Markdown(steps) if steps else None, table, losses, _settings(summary)))
 
 
-def _evaluation(summary: Mapping[str, Any]) -> str:
+def _evaluation(summary: Mapping[str, Any]) -> CardSection:
     results = {k: v for k, v in (summary.get("benchmarks") or {}).items() if isinstance(v, Mapping)}
-    parts = []
+    parts: list[CardPart | None] = []
     if results:
-        parts.append(ACCURACY_METHOD)
-        parts.append(_blocks(report.mcqa_table(results, caption="Medical benchmarks")))
-        answers = claims.final_answers(summary)
-        if answers is not None:
-            parts.append(_blocks(answers))
+        parts += [Markdown(ACCURACY_METHOD), mcqa_table(results, caption="Medical benchmarks")]
+        parts.append(claims.final_answers(summary))
     else:
-        parts.append(f"> Benchmark evaluation: {report.NOT_RUN}.")
+        parts.append(not_run("Benchmark evaluation"))
     medprompt = summary.get("medprompt") or {}
     if isinstance(medprompt.get("results"), Mapping) and medprompt["results"].get("benchmarks"):
-        table = report.mcqa_table({"Medprompt": medprompt["results"]}, caption="With Medprompt (kNN CoT ensemble)")
-        parts.append(_blocks(table))
-    parts.append(_bullets(claims.findings_for_card(summary)))
-    return _section("Evaluation", *parts)
+        parts.append(mcqa_table({"Medprompt": medprompt["results"]}, caption="With Medprompt (kNN CoT ensemble)"))
+    parts.append(Bullets(tuple(claims.findings_for_card(summary))))
+    return CardSection("Evaluation", _parts(*parts))
 
 
-def _safety(summary: Mapping[str, Any]) -> str:
-    sides = report.before_after(summary.get("safety"))
-    parts = []
+def _safety(summary: Mapping[str, Any]) -> CardSection:
+    sides = before_after(summary.get("safety"))
+    parts: list[CardPart | None] = []
     if sides:
-        parts.append(report.md_text(report.safety_setup(sides)))
-        for table, what in (
-            (report.attack_table(sides), "Red-teaming"),
-            (report.over_refusal_table(sides), "Over-refusal"),
-        ):
-            parts.append(_blocks(table) if table else f"> {what}: {report.NOT_RUN}.")
+        parts.append(Paragraph(safety_setup(sides)))
+        for table, what in ((attack_table(sides), "Red-teaming"), (over_refusal_table(sides), "Over-refusal")):
+            parts.append(table or not_run(what))
     else:
-        parts.append(f"> Safety evaluation: {report.NOT_RUN}.")
-    bbq = report.bbq_table(report.before_after(summary.get("bias")))
-    tqa = report.truthfulness_table(report.before_after(summary.get("truthfulness")))
-    parts.append(_blocks(bbq) if bbq else f"> Bias (BBQ): {report.NOT_RUN}.")
-    parts.append(_blocks(tqa) if tqa else f"> Truthfulness (TruthfulQA): {report.NOT_RUN}.")
-    return _section("Safety, bias and truthfulness", *parts)
+        parts.append(not_run("Safety evaluation"))
+    bbq = bbq_table(before_after(summary.get("bias")))
+    tqa = truthfulness_table(before_after(summary.get("truthfulness")))
+    parts.append(bbq or not_run("Bias (BBQ)"))
+    parts.append(tqa or not_run("Truthfulness (TruthfulQA)"))
+    return CardSection("Safety, bias and truthfulness", _parts(*parts))
 
 
-def _risks(summary: Mapping[str, Any]) -> str:
+def _risks(summary: Mapping[str, Any]) -> CardSection:
     risk = risk_markdown(summary)
-    assessment = (
-        report.md_text(report.shift_headings(risk, 1)) if risk is not None else f"> Risk assessment: {report.NOT_RUN}."
-    )
-    limits = _bullets(claims.limitations(summary))
-    return _section("Risks and limitations", NOT_FOR_CLINICAL_USE, limits, assessment)
+    assessment = RiskAssessment(risk) if risk is not None else not_run("Risk assessment")
+    limits = Bullets(tuple(claims.limitations(summary)))
+    return CardSection("Risks and limitations", _parts(Markdown(NOT_FOR_CLINICAL_USE), limits, assessment))
 
 
-def _use() -> str:
-    code = (
-        "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-        'model = AutoModelForCausalLM.from_pretrained("PATH")\ntokenizer = AutoTokenizer.from_pretrained("PATH")\n'
-        'messages = [{"role": "user", "content": "What are the symptoms of anaemia?"}]\n'
-        "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt', "
-        "return_dict=True)\n"
-        "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=128)[0]))\n```"
-    )
-    return _section("Use (research only)", code)
-
-
-def _provenance(summary: Mapping[str, Any]) -> str:
+def _provenance(summary: Mapping[str, Any]) -> Table | None:
     facts = [("created", summary.get("created")), ("seed", summary.get("seed"))]
     facts += [(f"{k} version", v) for k, v in (summary.get("versions") or {}).items()]
     rows = tuple((k, str(v)) for k, v in facts if v is not None)
-    return _section("Provenance", _blocks(report.Table(("item", "value"), rows, text_columns=2))) if rows else ""
+    return Table(("item", "value"), rows, text_columns=2) if rows else None
+
+
+def _front(meta: Mapping[str, Any], *, allow_unicode: bool = False) -> str:
+    return yaml.safe_dump(dict(meta), sort_keys=False, allow_unicode=allow_unicode)
 
 
 def render_model_card(summary: Mapping[str, Any]) -> str:
     """The final model's README.md: Hub metadata as YAML front matter, then the card's sections."""
-    body = [
-        f"# {report.md_text(_name(summary))}",
-        NOT_FOR_CLINICAL_USE,
-        _what(summary),
-        _how(summary),
-        _evaluation(summary),
-        _safety(summary),
-        _risks(summary),
-        _use(),
-        _provenance(summary),
-    ]
-    front = yaml.safe_dump(card_metadata(summary), sort_keys=False, allow_unicode=True)
-    return f"---\n{front}---\n\n" + "\n\n".join(p for p in body if p) + "\n"
+    sections = [_what(summary), _how(summary), _evaluation(summary), _safety(summary), _risks(summary)]
+    return _ENV.get_template("model_card.md.j2").render(
+        front=_front(card_metadata(summary), allow_unicode=True),
+        name=_name(summary),
+        not_for_clinical_use=NOT_FOR_CLINICAL_USE,
+        sections=sections,
+        provenance=_provenance(summary),
+    )
+
+
+def _hub_meta(base_model: str, kind: str, lora: bool) -> dict[str, Any]:
+    """The front matter of a stage's model."""
+    return {
+        "base_model": base_model,
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["medical", "aloekit", "trl", kind, *(["lora"] if lora else [])],
+    }
+
+
+def sft_card(
+    *,
+    title: str,
+    base_model: str,
+    datasets: Sequence[str],
+    config: Mapping[str, Any],
+    results: Mapping[str, Any],
+    lora: bool,
+    description: str,
+) -> str:
+    """README.md of an SFT stage's model: Hub metadata, what was trained, how, and how it scored."""
+    meta = _hub_meta(base_model, "sft", lora)
+    if datasets:
+        meta["datasets"] = list(datasets)
+    return _ENV.get_template("sft_card.md.j2").render(
+        front=_front(meta),
+        title=title,
+        description=description,
+        base_model=base_model,
+        lora=lora,
+        results=list(results.items()),
+        config=_flatten(config),
+    )
+
+
+def dpo_card(
+    *,
+    base_model: str,
+    stage: str,
+    number: int,
+    stages: int,
+    start_model: str | None,
+    start_stage: str | None,
+    lora: bool,
+    settings: Mapping[str, Any],
+    results: Mapping[str, Any],
+) -> str:
+    """README.md of a DPO stage's model: Hub metadata, what was trained and how, the last logged metrics.
+    ``number`` counts stages from 1; the stage was trained from ``start_stage``'s model, else from
+    ``start_model``."""
+    return _ENV.get_template("dpo_card.md.j2").render(
+        front=_front(_hub_meta(base_model, "dpo", lora)),
+        stage=stage,
+        number=number,
+        stages=stages,
+        start_model=start_model,
+        start_stage=start_stage,
+        lora=lora,
+        settings=list(settings.items()),
+        results=list(results.items()),
+    )
+
+
+def merge_card(
+    *,
+    name: str,
+    version: str,
+    method: str,
+    base: str | None,
+    models: Sequence[tuple[str, Mapping[str, Any] | None]],
+    parameters: Mapping[str, Any],
+    out_dtype: str,
+    seed: int | None,
+    date: str,
+    config_yaml: str,
+) -> str:
+    """README.md of a merged model: the models merged (each with its parameters), the method's, the settings.
+    ``seed`` only for a method that draws random numbers."""
+    refs = [ref for ref, _ in models]
+    front: dict[str, Any] = {"base_model": ([base] if base else []) + [r for r in dict.fromkeys(refs) if r != base]}
+    front |= {"library_name": "transformers", "tags": ["merge", "aloekit", method]}
+    return _ENV.get_template("merge_card.md.j2").render(
+        front=_front(front),
+        name=name,
+        version=version,
+        method=method,
+        base=base,
+        models=list(models),
+        parameters=parameters,
+        out_dtype=out_dtype,
+        seed=seed,
+        date=date,
+        config_yaml=config_yaml,
+    )
+
+
+def write_card(folder: Path, card: str) -> Path:
+    """Write ``card`` as ``folder``/README.md (atomically: a reader never sees half a card)."""
+    path = folder / CARD
+    atomic_write_text(path, card)
+    return path

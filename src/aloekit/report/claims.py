@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aloekit.report import html as report
+from aloekit.report.document import Table
 from aloekit.report.findings import findings
-from aloekit.report.numbers import excludes_zero, interval, number, points, rate_text
+from aloekit.report.numbers import estimate, excludes_zero, interval, number, points, rate_text
+from aloekit.report.tables import answers_table
 
 __all__ = ["final_answers", "findings_for_card", "limitations", "overview"]
 
@@ -61,13 +62,13 @@ def overview(summary: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def final_answers(summary: Mapping[str, Any]) -> report.Table | None:
+def final_answers(summary: Mapping[str, Any]) -> Table | None:
     """The final evaluated model's predicted answers beside the gold ones (an accuracy means little without)."""
     final = _final(summary)
     per = ((summary.get("answer_distributions") or {}).get("loglik") or {}).get(final[0]) if final else None
     if not isinstance(per, Mapping) or not per:
         return None
-    table, _ = report.answers_table({final[0]: per})  # type: ignore[index]
+    table, _ = answers_table({final[0]: per})  # type: ignore[index]
     return table
 
 
@@ -124,7 +125,7 @@ def _bias(summary: Mapping[str, Any]) -> list[str]:
     overall = ((summary.get("bias") or {}).get("after") or {}).get("overall")
     if not isinstance(overall, Mapping) or number(overall.get("bias_ambiguous")) is None:
         return ["Bias (BBQ): not measured."]
-    shown = report.estimate(
+    shown = estimate(
         overall.get("bias_ambiguous"), overall.get("bias_ambiguous_ci95"), overall.get("n_ambiguous"), signed=True
     )
     return [f"Bias score on BBQ's ambiguous contexts (0 = none, +1 = follows the stereotype): {shown}."]

@@ -1,7 +1,7 @@
 """What a run's numbers support, and what they do not: the report's "What this run shows" box.
 
 A report that lists 33.3% at every stage looks normal until one sees that every model answered "A" to every
-question. This module reads the summary (see :func:`aloekit.run.summary`) and states, in plain sentences with the
+question. This module reads the summary and states, in plain sentences with the
 numbers behind them, the findings a reader must not miss:
 
 * **answers**: a model giving one answer to most questions (its accuracy measures the answer position, not
@@ -257,9 +257,9 @@ def _unpaired_safety(summary: Mapping[str, Any]) -> list[Finding]:
     pair = f"{before.get('label', 'before')} → {after.get('label', 'after')}"
     for suite, s in (new.get("suites") or {}).items():
         key, measure = SAFETY_RATES.get(str(s.get("kind")), ("", ""))
-        was = ((old.get("suites") or {}).get(suite) or {}).get(key)
-        now = s.get(key)
-        a, b = interval((was or {}).get("ci95")), interval((now or {}).get("ci95"))
+        was = ((old.get("suites") or {}).get(suite) or {}).get(key) or {}
+        now = s.get(key) or {}
+        a, b = interval(was.get("ci95")), interval(now.get("ci95"))
         if not key or a is None or b is None:
             continue
         shown = f"{rate_text(was.get('rate'), a, was.get('n'))} → {rate_text(now.get('rate'), b, now.get('n'))}"

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aloekit.data.sources.mcqa import field, read_jsonl
+from aloekit.data.sources.mcqa import field
 from aloekit.errors import UserError
+from aloekit.io import read_jsonl
 
 MAX_TEXT = 20_000
 """Longest question or answer (characters) a review page shows; longer ones are refused, not cut silently."""

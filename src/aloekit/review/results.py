@@ -60,7 +60,7 @@ def _agreement(votes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     by_item: dict[tuple[str, str, str], dict[str, str]] = defaultdict(dict)
     for v in votes:  # in id order: a reviewer's later vote on an item replaces an earlier one
         item = (v["question_id"], *sorted((v["model_a"], v["model_b"])))
-        by_item[item][v["reviewer"]] = _category(v)  # type: ignore[index]
+        by_item[item][v["reviewer"]] = _category(v)
     several = [ratings for ratings in by_item.values() if len(ratings) >= 2]
     reviewers = sorted({r for ratings in by_item.values() for r in ratings})
     cohen = {}

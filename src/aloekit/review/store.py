@@ -205,7 +205,7 @@ class ReviewStore:
                 "WHERE v.id IS NOT NULL OR s.reviewer_id != ?",
                 (reviewer.id,),
             ):
-                load_by_item[(q, *sorted((a, b)))] += 1  # type: ignore[arg-type]
+                load_by_item[(q, *sorted((a, b)))] += 1
             load_by_pair: Counter[tuple[str, str]] = Counter()
             for (_, a, b), n in load_by_item.items():
                 load_by_pair[(a, b)] += n

@@ -4,13 +4,12 @@ risk assessment from what was measured. ``aloe safety`` and the recipe's safety 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aloekit.engines import Engine
-from aloekit.models import atomic_write_text
+from aloekit.io import atomic_write_text, read_jsonl, write_json
 
 __all__ = ["evaluate_safety"]
 
@@ -70,7 +69,7 @@ def evaluate_safety(
             engine, data_dir, out, model=model, limit_per_category=bbq_limit, seed=seed, progress=progress
         )
     # The risks this run has evidence for (MCQA evidence joins them in the full report).
-    replies = [json.loads(line)["reply"] for line in (out / "samples.jsonl").open(encoding="utf-8")]
+    replies = [row["reply"] for _, row in read_jsonl(out / "samples.jsonl")]
     truth_evidence = None
     if truthful is not None:
         truth_evidence = {"n": truthful["n"], "mc1": truthful["mc1"], "mc1_ci95": truthful["mc1_ci95"]}
@@ -78,5 +77,5 @@ def evaluate_safety(
     atomic_write_text(out / "risk.md", markdown(risks))
     if truthful is not None or bias:
         # run_redteam wrote results.json before BBQ and TruthfulQA ran: rewrite it with them.
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        write_json(out / "results.json", results, ensure_ascii=False)
     return results

@@ -1,20 +1,18 @@
-"""What SFT and DPO share: the version guard, model loading through our secure resolver, LoRA settings,
-precision and logging choices that TRL's defaults get wrong on a CPU, and the config pieces both stages use.
+"""What SFT and DPO configs share: :class:`TrainConfig` (the common fields and their defaults), the version guard,
+model loading through our secure resolver, LoRA settings, and the precision and logging choices that TRL's
+defaults get wrong on a CPU.
 
-aloekit wraps TRL thinly: these helpers only build the arguments TRL's trainers take.
+aloekit wraps TRL thinly: these helpers only build the arguments TRL's trainers take. The run folder (claiming it,
+manifests, checkpoints) is :mod:`aloekit.train.runfolder`; callbacks are :mod:`aloekit.train.callbacks`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from aloekit.config import _Config
 from aloekit.errors import UserError
@@ -149,54 +147,49 @@ def resolve_model(ref: str, *, allow_pickle: bool = False, trust_remote_code: bo
     return models.resolve(ref, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code).path
 
 
-@contextlib.contextmanager
-def score_trained_positions_only() -> Iterator[None]:
-    """Project only the trained positions (labels not -100) through the LM head, on CPU as TRL does on CUDA.
-
-    TRL's fused LM head (``fused_lm_head=True``) gathers the positions whose label is not -100 before the
-    vocabulary projection only on Triton devices; elsewhere it keeps tile shapes fixed for compilers (Neuron) and
-    projects every prompt and padding position through the 49k-wide head, then discards them. Eager CPU has no
-    compiled shapes to protect. The completions' log-probs are the same rows of the same product; only the
-    discarded work goes: about a fifth of a DPO step on SmolLM2, whose prompts are half the tokens, and about a
-    third of an answer-only SFT step, where one answer letter follows a whole question (TRL 1.16's switch)."""
-    from trl.trainer import utils
-
-    original = getattr(utils, "_use_triton", None)
-    if original is None:  # a TRL without the switch keeps its own behaviour; only speed depends on it
-        yield
-        return
-    utils._use_triton = lambda device: device.type == "cpu" or original(device)  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        utils._use_triton = original  # type: ignore[attr-defined]
+def resolved_precision(precision: Precision) -> Literal["bf16", "fp16", "fp32"]:
+    """What ``precision`` means on this machine (see :func:`precision_args`)."""
+    flags = precision_args(precision)
+    return "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
 
 
-# --- who owns a run folder ---------------------------------------------------------------------------------------
+class TrainConfig(_Config):
+    """The fields every training config (``aloe train sft``, ``aloe train dpo``) has, with one default each.
 
+    Subclasses add their own fields and list every field in :attr:`record_order`: the order the run records
+    (``config.yaml``, the model card's settings table, DPO's ``config_sha256``) have always used, so moving a field
+    into this base class changes no output byte.
+    """
 
-def run_owner() -> dict[str, Any]:
-    """The process writing a run, recorded in its manifest so a later run can tell a live run from a dead one."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    record_order: ClassVar[tuple[str, ...]] = ()
 
+    model: str = Field(
+        description="Model to start from: alias (smollm2-135m-instruct), folder, .gguf file or Hub id (for DPO, "
+        "usually an SFT result)."
+    )
+    out: Path = Field(description="Folder for checkpoints, logs, records and the trained model.")
+    lora: LoraSettings | None = Field(
+        None, description="LoRA adapters (merged into the saved model); leave unset for full fine-tuning."
+    )
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps spent warming the learning rate up.")
+    save_steps: int = Field(100, ge=1, description="Save a checkpoint every N optimizer steps (for --resume).")
+    save_total_limit: int | None = Field(
+        2, ge=1, description="Checkpoints kept (the most recent ones; per stage in DPO); null keeps every one."
+    )
+    logging: Logging = Field(default_factory=Logging, description="Where training curves go.")
+    # 0, as every recipe (recipes/*.yaml) and the docs use: SFT used to default to 42 and DPO to 0.
+    seed: int = Field(0, description="Seed for adapter initialisation, data order and dropout.")
+    precision: Precision = Field(
+        "auto",
+        description="auto: bf16 on a GPU that supports it, fp32 otherwise (TRL's bf16 default fails on a CPU). "
+        "fast: bf16 also on a CPU with AVX512-BF16/AMX (autocast, ~2x fp32 there), fp32 elsewhere. bf16 on a CPU "
+        "without them is refused.",
+    )
+    allow_pickle: bool = Field(False, description="Allow pickle weights (.bin/.pt), which can run code on load.")
+    trust_remote_code: bool = Field(False, description="Run the model's own Python code (config auto_map).")
 
-def abandoned(manifest: Mapping[str, Any] | None) -> str | None:
-    """Why the run recorded in ``manifest`` is over though not finished (it failed, or its process is gone), or
-    None when it finished, may still be running, or cannot be told (another host, a manifest without a pid)."""
-    if not manifest:
-        return None
-    status = manifest.get("status")
-    if status == "failed":
-        return f"it failed ({manifest.get('error') or 'no reason recorded'})"
-    if status != "running":
-        return None
-    pid, host = manifest.get("pid"), manifest.get("host")
-    if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return f"its process {pid} on {host} is gone"
-    except PermissionError:  # alive, owned by another user
-        return None
-    return None
+    @model_serializer(mode="wrap")
+    def _in_record_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        ordered = {name: data[name] for name in self.record_order if name in data}
+        return {**ordered, **data}

@@ -9,17 +9,12 @@ folder that looks finished; pickle weights are never written.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import tempfile
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from aloekit.models import PICKLE_SUFFIXES, make_readable, replace_folder
+from aloekit.io import atomic_folder
+from aloekit.models import PICKLE_SUFFIXES
 
 # Hub ids of the models aloekit ships under an alias, so a model card can name its base model on the Hub.
 HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -58,68 +53,6 @@ def base_model_id(reference: str) -> str:
     return reference.partition("@")[0]
 
 
-def model_card(
-    *,
-    title: str,
-    base_model: str,
-    datasets: Sequence[str],
-    config: Mapping[str, Any],
-    results: Mapping[str, Any],
-    lora: bool,
-    description: str,
-) -> str:
-    """README.md text: Hub metadata as YAML front matter, then what was trained, how, and how it scored."""
-    meta: dict[str, Any] = {
-        "base_model": base_model,
-        "library_name": "transformers",
-        "pipeline_tag": "text-generation",
-        "tags": ["medical", "aloekit", "trl", "sft", *(["lora"] if lora else [])],
-    }
-    if datasets:
-        meta["datasets"] = list(datasets)
-    rows = "\n".join(f"| {k} | {_cell(v)} |" for k, v in _flatten(config))
-    result_rows = "\n".join(f"| {k} | {_cell(v)} |" for k, v in results.items())
-    return (
-        f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n"
-        f"# {title}\n\n"
-        f"{description}\n\n"
-        f"Fine-tuned from `{base_model}` with aloekit's supervised fine-tuning stage (the Aloe recipe): "
-        f"{'LoRA adapters, merged into the weights' if lora else 'full fine-tuning'}, loss on the assistant's "
-        "tokens only (end-of-turn token included), packed sequences without attention across examples.\n\n"
-        "## Results\n\n| metric | value |\n|---|---|\n"
-        f"{result_rows}\n\n"
-        "## Training configuration\n\n| setting | value |\n|---|---|\n"
-        f"{rows}\n\n"
-        "## Use\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-        'model = AutoModelForCausalLM.from_pretrained("PATH")\ntokenizer = AutoTokenizer.from_pretrained("PATH")\n'
-        'messages = [{"role": "user", "content": "What are the symptoms of anaemia?"}]\n'
-        "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt', "
-        "return_dict=True)\n"
-        "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=128)[0]))\n```\n\n"
-        "## Limitations\n\nA research model: it is not a medical device and must not be used for diagnosis or "
-        "treatment decisions without a qualified professional. Check it with `aloe eval` and the safety "
-        "evaluations before any use.\n"
-    )
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    rows: list[tuple[str, Any]] = []
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            rows.extend(_flatten(value, f"{prefix}{key}."))
-        else:
-            rows.append((f"{prefix}{key}", value))
-    return rows
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return str(value).replace("|", "\\|")
-
-
 def export_model(
     model: Any,
     tokenizer: Any,
@@ -139,9 +72,7 @@ def export_model(
     model = merged_model(model)
     if dtype is not None:
         model = model.to(dtype)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         try:
@@ -160,12 +91,6 @@ def export_model(
         if pickles:  # transformers 5 writes safetensors only; refuse rather than ship a pickle by surprise
             raise RuntimeError(f"export wrote pickle files {pickles}")
         _check_loadable(tmp)
-        make_readable(tmp)
-        replace_folder(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
-        raise
     return target
 
 

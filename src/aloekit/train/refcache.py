@@ -23,11 +23,8 @@ the same way TRL does and TRL's reference pass never runs. Training then needs n
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from aloekit.models import file_mode
+from aloekit.io import atomic_path
 
 CACHE_VERSION = 1
 """Bump when what a cache file holds or how its values are computed changes, so old files are not reused."""
@@ -114,25 +111,16 @@ def save(path: Path, logps: RefLogps, metadata: Mapping[str, str]) -> None:
     """Write a cache file atomically (temporary sibling, then rename): readers see a whole file or none."""
     from safetensors.numpy import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(
             {
                 "chosen": np.ascontiguousarray(logps.chosen, dtype=np.float32),
                 "rejected": np.ascontiguousarray(logps.rejected, dtype=np.float32),
                 "checksums": np.ascontiguousarray(logps.checksums, dtype=np.int64),
             },
-            tmp,
+            str(tmp),
             metadata={str(k): str(v) for k, v in metadata.items()},
         )
-        os.chmod(tmp, file_mode())  # mkstemp's file is private (0600): the user's umask instead
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def load(path: Path) -> RefLogps | None:

@@ -13,12 +13,13 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from aloekit.catalog import PUBMEDQA_TEST_IDS
 from aloekit.data.schema import MCQItem
 from aloekit.errors import MalformedRow, UserError
-from aloekit.textio import TextFile, json_lines
+from aloekit.io import TextFile, json_lines, read_jsonl
 
 LETTERS = "ABCDEFGHIJ"
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
@@ -28,26 +29,6 @@ RowParser = Callable[[Mapping[str, Any], str], MCQItem]
 
 
 # --- file readers ---------------------------------------------------------------------------------------------
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, row) for each non-blank line; a line that is not a JSON object is a one-line error."""
-    with _open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise MalformedRow(
-                    "not valid JSON", f"{where}: not valid JSON ({e.msg}); each line must be one JSON object"
-                ) from e
-            if not isinstance(row, dict):
-                raise MalformedRow(
-                    "not a JSON object", f"{where}: expected a JSON object per line, got {type(row).__name__}"
-                )
-            yield where, row
 
 
 def read_json(path: Path) -> Any:
@@ -439,13 +420,14 @@ def pubmedqa_qiaojin_train(row: Row, source: str) -> MCQItem:
 
 
 def pubmedqa_pool_rows(path: Path, root: Path) -> Iterator[Row]:
-    """PQA-L minus its official test split: the PMIDs of ``test_ground_truth.json`` (beside the labeled file) are
+    """PQA-L minus its official test split: the PMIDs of the catalog's test-ID file (beside the labeled file) are
     the pubmedqa benchmark, so they are left out here; a labeled file without it is refused, not read whole."""
-    test_file = path.with_name("test_ground_truth.json")
+    test_name = PurePosixPath(PUBMEDQA_TEST_IDS).name
+    test_file = path.with_name(test_name)
     if not test_file.is_file():
         raise UserError(
             f"{test_file} not found: the pubmedqa training pool is {path.name} minus the test PMIDs listed there; "
-            "put the upstream test_ground_truth.json beside it"
+            f"put the upstream {test_name} beside it"
         )
     test_ids = read_json(test_file)
     if not isinstance(test_ids, dict):

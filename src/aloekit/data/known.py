@@ -1,0 +1,112 @@
+"""Keep the multiple-choice questions a model already answers right when it scores the option texts.
+
+Why: a small model scored in the letter formulation (lettered options in the prompt, the letters scored) sits near
+uniform over the letters after SFT on the gold answers of questions it cannot answer, and a residual letter prior,
+not the question, picks its answer (bench/RESULTS.md, sweep-grouped-plain notes). The same model ranks the option
+*texts* above chance (cloze: each option's log-likelihood per character after ``Question: ...\\nAnswer:``, as
+lm-eval's ``acc_norm``). Trained at every letter on the questions whose key it already ranks first as text, the
+model is taught the letter format as a skill it can learn (name the letter of the option it finds most likely),
+with answers that are all right, instead of facts it cannot learn from a few hundred steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from pydantic import Field
+
+from aloekit.config import EngineConfig, _Config
+from aloekit.data.schema import MCQItem
+from aloekit.data.tally import Tally
+from aloekit.engines.base import Engine, LoglikelihoodRequest
+from aloekit.errors import UserError
+from aloekit.evaluation import prompts
+
+__all__ = ["KnownFilter", "cloze_requests", "keep_known", "known_by_cloze", "narrow_to_known", "scan_order"]
+
+
+class KnownFilter(_Config):
+    """Train only on the questions of a source that a scoring model already answers right by option text."""
+
+    scan: int | None = Field(
+        None,
+        ge=1,
+        description="Score at most this many of the source's questions, taken in a fixed order (a hash of the id), "
+        "and drop the rest: scoring costs about 0.2 s a question on 2 CPU cores. None scores every question.",
+    )
+    scorer: EngineConfig | None = Field(
+        None, description="The model that scores the options (default: the mixture's responder)."
+    )
+
+
+def scan_order(items: Sequence[MCQItem]) -> list[MCQItem]:
+    """``items`` in a fixed order that depends on the ids only (not on file order, seed or other settings)."""
+    return sorted(items, key=lambda i: hashlib.sha256(i.id.encode()).hexdigest())
+
+
+def cloze_requests(item: MCQItem) -> list[LoglikelihoodRequest]:
+    """One request per option: the option text after the question (the evaluation's cloze prompt)."""
+    context = prompts.cloze_question(item)
+    return [LoglikelihoodRequest(context, prompts.TARGET_DELIMITER + option) for option in item.options]
+
+
+def known_by_cloze(item: MCQItem, logprobs: Sequence[float]) -> bool:
+    """Whether the key has the highest log-likelihood per character among the options (lm-eval's acc_norm)."""
+    per_char = np.asarray(logprobs, dtype=float) / np.array([float(len(o)) for o in item.options])
+    return int(np.argmax(per_char)) == item.answer
+
+
+def keep_known(
+    items: Sequence[MCQItem],
+    engine: Engine,
+    *,
+    scan: int | None,
+    label: str,
+    tally: Tally,
+    log: Callable[[str], None],
+) -> list[MCQItem]:
+    """The questions among ``items`` (the first ``scan`` in :func:`scan_order`) whose key ``engine`` ranks first by
+    option text, in their original order; every other question is dropped and counted in ``tally``."""
+    ordered = scan_order(items)
+    scanned = ordered[:scan]  # every question when scan is None
+    skipped = ordered[len(scanned) :]
+    for item in skipped:
+        tally.drop("known", "beyond the questions scanned (known.scan)", item.id)
+    requests = [cloze_requests(item) for item in scanned]
+    flat = engine.loglikelihood([r for rs in requests for r in rs], progress=True)
+    known: set[str] = set()
+    at = 0
+    for item, rs in zip(scanned, requests, strict=True):
+        if known_by_cloze(item, [x.logprob for x in flat[at : at + len(rs)]]):
+            known.add(item.id)
+        else:
+            tally.drop("known", "the scorer does not rank the key first by option text", item.id)
+        at += len(rs)
+    log(f"{label}: {len(known)} of {len(scanned)} questions scanned are answered right by option text")
+    return [item for item in items if item.id in known]
+
+
+def narrow_to_known(
+    questions: Sequence[MCQItem],
+    known: KnownFilter,
+    default_scorer: EngineConfig | None,
+    *,
+    label: str,
+    tally: Tally,
+    log: Callable[[str], None],
+) -> list[MCQItem]:
+    """:func:`keep_known` with the source's scorer (``known.scorer``, else ``default_scorer``) loaded for the scan
+    and closed after it; a source with no questions, or no scorer, is a :class:`UserError`."""
+    if not questions:
+        raise UserError(f"source '{label}' has 'known' but no multiple-choice questions: remove 'known' from it")
+    scorer = known.scorer or default_scorer
+    if scorer is None:
+        raise UserError(f"source '{label}': known needs a scorer: set known.scorer")
+    log(f"{label}: scoring {len(questions)} questions by option text to keep those the model answers right")
+    engine = scorer.load()
+    try:
+        return keep_known(questions, engine, scan=known.scan, label=label, tally=tally, log=log)
+    finally:
+        engine.close()
