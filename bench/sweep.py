@@ -98,7 +98,11 @@ def _mixture(
     return build(config, out, log=lambda m: print(f"  data: {m}", flush=True))
 
 
-def _evaluate(model: Path, names: list[str], out: Path, dtype: str, formulation: str = "letter") -> dict[str, Any]:
+def _evaluate(
+    model: Path, names: list[str], out: Path, dtype: str, formulation: str = "letter", max_tokens: int | None = None
+) -> dict[str, Any]:
+    """``model`` scored on the validation sets; with ``max_tokens``, answering in the chat template instead
+    (generative, greedy, at most that many new tokens) as the recipe's generative formulation does."""
     from aloekit import models
     from aloekit.config import EngineConfig, MCQAConfig
     from aloekit.evaluation.mcqa import evaluate
@@ -109,7 +113,9 @@ def _evaluate(model: Path, names: list[str], out: Path, dtype: str, formulation:
     try:
         return evaluate(
             engine,
-            MCQAConfig(benchmarks=names, formulation=formulation),
+            MCQAConfig(benchmarks=names, formulation=formulation)
+            if max_tokens is None
+            else MCQAConfig(benchmarks=names, mode="generate", max_tokens=max_tokens, num_fewshot=0),
             out,
             model=models.record(str(model), "hf"),
             progress=False,
@@ -133,6 +139,8 @@ def _score(results: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, r in results["benchmarks"].items():
         out[name] = {"acc": r["acc"], "ci": r.get("acc_ci95"), "n": r["n"], "predicted": r.get("predicted")}
+        if "unparseable_rate" in r:
+            out[name]["unparseable"] = r["unparseable_rate"]
     out["mean"] = sum(v["acc"] for v in out.values()) / len(out)
     return out
 
