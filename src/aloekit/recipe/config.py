@@ -44,6 +44,15 @@ else:
     DPOStageSettings = _without(DPOStage, "DPOStageSettings", "name", "dataset")
 
 
+_GENERATION_ENGINE = (
+    "Engine for generation only, when it should differ from the recipe's engine, which then only scores: e.g. "
+    "{backend: llamacpp, dtype: bfloat16, batch_size: 32}. Measured here: llamacpp's many sequences at once made the "
+    "real-data safety stage's replies 3.6x faster than hf; on prompt-heavy work with few new tokens (generative "
+    "MCQA, 6 tokens) hf stays faster. Its model is set per stage."
+)
+"""The description of the ``generation_engine`` field of the sections that generate (medprompt, safety)."""
+
+
 class ModelsSettings(_Config):
     base: str = Field(description="The model SFT starts from (alias, folder, .gguf or Hub id).")
     instruct: str | None = Field(
@@ -125,13 +134,7 @@ class MedpromptSection(_Config):
         default_factory=MedpromptSettings, description="Medprompt settings; the database is the data stage's."
     )
     ablation: bool = Field(False, description="Also run the ladder zero-shot -> ... -> ensemble on the same model.")
-    generation_engine: EngineConfig | None = Field(
-        None,
-        description="Engine for generation only, when it should differ from the recipe's engine, which then only "
-        "scores: e.g. {backend: llamacpp, dtype: bfloat16, batch_size: 32}. Measured here: llamacpp's many "
-        "sequences at once made the real-data safety stage's replies 3.6x faster than hf; on prompt-heavy work "
-        "with few new tokens (generative MCQA, 6 tokens) hf stays faster. Its model is set per stage.",
-    )
+    generation_engine: EngineConfig | None = Field(None, description=_GENERATION_ENGINE)
 
     @field_validator("benchmarks")
     @classmethod
@@ -213,13 +216,7 @@ class SafetySection(_Config):
         ("merged", "dpo_safety"), description="Models red-teamed: before and after alignment."
     )
     suites: tuple[str, ...] = Field(("advbench", "xstest"), description="Suites (aloe safety --suites).")
-    generation_engine: EngineConfig | None = Field(
-        None,
-        description="Engine for generation only, when it should differ from the recipe's engine, which then only "
-        "scores: e.g. {backend: llamacpp, dtype: bfloat16, batch_size: 32}. Measured here: llamacpp's many "
-        "sequences at once made the real-data safety stage's replies 3.6x faster than hf; on prompt-heavy work "
-        "with few new tokens (generative MCQA, 6 tokens) hf stays faster. Its model is set per stage.",
-    )
+    generation_engine: EngineConfig | None = Field(None, description=_GENERATION_ENGINE)
     if_present: tuple[str, ...] = Field(
         (), description="Suites used only when their files are in data_dir (e.g. HarmBench's test split)."
     )
