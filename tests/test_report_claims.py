@@ -183,6 +183,27 @@ def test_defect_1_degenerate_answers_are_warned_about_first(demo: dict[str, Any]
     assert "Supported by the numbers" not in shown  # nothing in this run supports a conclusion
 
 
+def test_stuck_answers_on_many_benchmarks_make_one_warning_per_model_naming_each_benchmark() -> None:
+    """A real run (5 models x 8 benchmarks x 3 formulations) gave ~75 one-line warnings, pushing what the run
+    supports three screens down; one sentence per model and formulation keeps every number and stays readable."""
+    stuck = {"n": 100, "predicted": {"A": 0.1, "B": 0.1, "C": 0.7, "D": 0.1}, "gold": dict.fromkeys("ABCD", 0.25)}
+    spread = {"n": 100, "predicted": dict.fromkeys("ABCD", 0.25), "gold": dict.fromkeys("ABCD", 0.25)}
+    summary = {
+        "answer_distributions": {
+            "loglik": {"final": {"x": stuck, "y": stuck, "z": spread}},
+            "generative": {"final": {"x": stuck}},
+        }
+    }
+    texts = [f.text for f in findings.answer_findings(summary)]
+    assert texts == [
+        "final, on 2 benchmarks, answers one option too often, so accuracy there measures how often that option is"
+        " right, not medical knowledge: x: answers C to 70.0% of n=100 questions (gold is C on 25.0%); y: answers C"
+        " to 70.0% of n=100 questions (gold is C on 25.0%).",
+        "final (generated answers) on x: answers C to 70.0% of n=100 questions (gold is C on 25.0%): its accuracy"
+        " measures how often C is right, not medical knowledge.",
+    ]
+
+
 def test_defect_1_a_stage_that_changed_nothing_says_no_measurable_effect(demo: dict[str, Any]) -> None:
     shown = box(render_markdown(demo))
     for a, b in pairwise(MODELS):
@@ -455,9 +476,9 @@ def test_generated_answers_of_each_model_show_unparseable_and_cut_shares_in_a_ta
         },
     }
     shown = render_markdown(summary)
-    assert "base, generated answers, on pubmedqa: 12.0% of n=200 replies unparseable" in box(shown)
+    assert "base (generated answers) on pubmedqa: 12.0% of n=200 replies unparseable (counted wrong;" in box(shown)
     assert "10.0% reached the limit of 6 new tokens before an answer" in box(shown)
-    assert "dpo_safety, generated answers," not in box(shown)  # nothing unparseable: no warning
+    assert "dpo_safety (generated answers)" not in box(shown)  # nothing unparseable: no warning
     assert "Generated answers: unparseable replies (counted wrong)" in shown
     assert "12.0% of 200; 10.0% cut at 6 new tokens" in shown
     assert "Accuracy, generative: the answer read from the reply" in shown

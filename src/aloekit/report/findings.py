@@ -102,24 +102,36 @@ def _accuracy(summary: Mapping[str, Any], formulation: str, model: str, bench: s
     return found if isinstance(found, Mapping) else None
 
 
+def _who(model: str, formulation: str) -> str:
+    """``model``, with the formulation named when it is not the log-likelihood one the tables lead with."""
+    return model if formulation == "loglik" else f"{model} ({FORMULATIONS.get(formulation, formulation)})"
+
+
+def _grouped(who: str, parts: Sequence[str], single: str, several: str) -> str:
+    """One sentence per model and formulation: a long run repeats the same warning for every benchmark, and a box
+    of dozens of near-identical lines hides the few findings that differ."""
+    if len(parts) == 1:
+        return f"{who} on {parts[0]}{single}"
+    return f"{who}, on {len(parts)} benchmarks, {several}: " + "; ".join(parts) + "."
+
+
 def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
-    """A warning per model and benchmark whose answers are stuck on one label or whose accuracy CI includes
-    chance; for the last evaluated model, a supported finding per benchmark it answers above chance."""
+    """Per model and formulation, one warning listing the benchmarks whose answers are stuck on one label, and one
+    listing those whose accuracy CI includes chance; for the last evaluated model, a supported finding per
+    benchmark it answers above chance."""
     out: list[Finding] = []
+    stuck_parts: dict[str, list[str]] = {}
+    chance_parts: dict[str, list[str]] = {}
     last = list(summary.get("benchmarks") or {})[-1:] or [None]
     for formulation, model, bench, d in _distributions(summary):
+        who = _who(model, formulation)
         stuck = one_answer(d)
         n = d.get("n")
         if stuck:
             gold = number((d.get("gold") or {}).get(stuck[0])) or 0.0
-            out.append(
-                Finding(
-                    "warning",
-                    "answers",
-                    f"{model} on {bench}: answers {stuck[0]} to {percent(stuck[1])} of n={_n(n)} questions (gold is"
-                    f" {stuck[0]} on {percent(gold)}): its accuracy measures how often {stuck[0]} is right, not"
-                    " medical knowledge.",
-                )
+            stuck_parts.setdefault(who, []).append(
+                f"{bench}: answers {stuck[0]} to {percent(stuck[1])} of n={_n(n)} questions (gold is"
+                f" {stuck[0]} on {percent(gold)})"
             )
         accuracy, chance = _accuracy(summary, formulation, model, bench), chance_level(d)
         bounds = interval((accuracy or {}).get("acc_ci95"))
@@ -127,14 +139,7 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
             continue
         measured = rate_text(accuracy.get("acc"), bounds, accuracy.get("n"))
         if bounds[0] <= chance <= bounds[1]:
-            out.append(
-                Finding(
-                    "warning",
-                    "accuracy",
-                    f"{model} on {bench}: accuracy {measured} includes chance ({percent(chance)}): no evidence it"
-                    " answers better than guessing.",
-                )
-            )
+            chance_parts.setdefault(who, []).append(f"{bench}: accuracy {measured} includes chance ({percent(chance)})")
         elif model == last[0] and bounds[0] > chance and not stuck:
             out.append(
                 Finding(
@@ -143,7 +148,31 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
                     f"{model} answers {bench} above chance: {measured} (chance {percent(chance)}).",
                 )
             )
+    for who, parts in stuck_parts.items():
+        text = _grouped(
+            who,
+            parts,
+            ": its accuracy measures how often that answer is right, not medical knowledge.",
+            "answers one option too often, so accuracy there measures how often that option is right, not medical"
+            " knowledge",
+        )
+        out.append(Finding("warning", "answers", text.replace("how often that answer", _answer_phrase(parts))))
+    for who, parts in chance_parts.items():
+        text = _grouped(
+            who,
+            parts,
+            ": no evidence it answers better than guessing.",
+            "the accuracy's 95% CI includes chance, so there is no evidence it answers better than guessing",
+        )
+        out.append(Finding("warning", "accuracy", text))
     return out
+
+
+def _answer_phrase(parts: Sequence[str]) -> str:
+    """ "how often A" for a single stuck benchmark (its answer is known), else the generic phrase."""
+    if len(parts) == 1:
+        return f"how often {parts[0].split(': answers ', 1)[1].split(' ', 1)[0]}"
+    return "how often that answer"
 
 
 # --- stages -------------------------------------------------------------------------------------------------------
@@ -310,9 +339,10 @@ def generation_findings(summary: Mapping[str, Any]) -> list[Finding]:
         sources.append(("Medprompt", medprompt))
     for label, results in ((summary.get("formulations") or {}).get("generative") or {}).items():
         if isinstance(results, Mapping):
-            sources.append((f"{label}, generated answers,", results))
+            sources.append((f"{label} (generated answers)", results))
     out = []
     for what, results in sources:
+        parts = []
         for bench, r in (results.get("benchmarks") or {}).items():
             limit = _max_tokens(results)
             unparseable = number((r or {}).get("unparseable_rate"))
@@ -326,14 +356,12 @@ def generation_findings(summary: Mapping[str, Any]) -> list[Finding]:
                 cause = f"replies capped at {limit} new tokens; how many were cut there: not measured"
             else:
                 cause = "whether replies were cut at the token limit: not measured"
-            out.append(
-                Finding(
-                    "warning",
-                    "generation",
-                    f"{what} on {bench}: {percent(unparseable)} of n={_n(r.get('n'))} replies unparseable (counted"
-                    f" wrong; {cause}).",
-                )
-            )
+            parts.append(f"{bench}: {percent(unparseable)} of n={_n(r.get('n'))} replies unparseable ({cause})")
+        if parts:
+            text = _grouped(what, parts, "", "replies were unparseable (counted wrong)")
+            if len(parts) == 1:  # "...replies unparseable (counted wrong; cause)."
+                text = text.replace(" replies unparseable (", " replies unparseable (counted wrong; ", 1) + "."
+            out.append(Finding("warning", "generation", text))
     return out
 
 
