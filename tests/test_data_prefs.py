@@ -263,6 +263,55 @@ def test_rotated_answer_pairs_choose_and_reject_every_letter_equally_often_so_a_
     assert len(held) == 6 and not held & {p.id.split(":rot")[0] for p in halves["train"]}
 
 
+def test_plain_answer_pairs_ask_in_the_benchmark_layout_and_prefer_the_keys_letter_token() -> None:
+    """Plain pairs act on what a log-likelihood benchmark compares: after '...Answer:', ' B' over ' C', no chat
+    template; every letter chosen and rejected equally often, and TRL gets strings (its standard layout)."""
+    from collections import Counter
+
+    from aloekit.data.prefs import answer_pairs
+
+    items = [MCQItem(id=f"q{i}", question=f"Which {i}?", options=("a", "b", "c", "d"), answer=0) for i in range(12)]
+    pairs = answer_pairs(items, seed=0, tally=Tally(), rotations=4, plain=True)
+    assert len(pairs) == 48 and all(p.plain for p in pairs)
+    assert (
+        Counter(p.chosen for p in pairs) == Counter(p.rejected for p in pairs) == Counter({f" {x}": 12 for x in "ABCD"})
+    )
+    for pair in pairs:
+        prompt = pair.prompt[0]["content"]
+        assert prompt.endswith("\nAnswer:") and "A. " in prompt and pair.chosen != pair.rejected
+    row = pairs[0].to_json()
+    assert isinstance(row["prompt"], str) and row["chosen"] in {" A", " B", " C", " D"} and row["plain"] is True
+    assert PreferencePair.from_json(row, "line 1") == pairs[0]
+
+
+def test_a_dpo_file_mixing_plain_and_chat_pairs_is_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from aloekit.data.prefs import answer_pairs
+    from aloekit.errors import UserError
+    from aloekit.train.dpo_data import pair_rows
+
+    items = [MCQItem(id="q", question="Which?", options=("a", "b", "c", "d"), answer=1)]
+    rows = [answer_pairs(items, seed=0, tally=Tally(), plain=flag)[0].to_json() for flag in (True, False)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match="mixes plain pairs"):
+        pair_rows(path)
+
+
+def test_plain_medical_pairs_cannot_share_a_prefs_build_with_chat_pairs() -> None:
+    from pydantic import ValidationError
+
+    from aloekit.data.prefs_build import PrefsConfig
+
+    medical = {"sources": [{"source": "medmcqa"}], "rejected": "wrong_option", "plain": True}
+    assert PrefsConfig.model_validate({"medical": medical}).medical.plain  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match="cannot share a DPO stage"):
+        PrefsConfig.model_validate({"medical": medical, "benign": {"sources": [{"source": "lookalike"}]}})
+    with pytest.raises(ValidationError, match="option_text: false"):
+        PrefsConfig.model_validate({"medical": {**medical, "option_text": True}})
+
+
 def test_always_styles_teach_every_request_as_written_besides_one_drawn_wrapper() -> None:
     from aloekit.data.prefs import check_styles, pick_styles
 

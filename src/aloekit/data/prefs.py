@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aloekit.data.cot import answer_prompt, question_prompt
 from aloekit.data.schema import HarmfulRequest, MCQItem, Message, PreferencePair
 from aloekit.data.tally import Tally
-from aloekit.data.templates import rotated
+from aloekit.data.templates import mcq_to_plain, rotated
 from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.errors import MalformedRow, UserError
 from aloekit.prompting.answers import extract_choice
@@ -154,7 +155,13 @@ def medical_pairs(
 
 
 def answer_pairs(
-    items: Sequence[MCQItem], *, seed: int, tally: Tally, rotations: int = 1, option_text: bool = False
+    items: Sequence[MCQItem],
+    *,
+    seed: int,
+    tally: Tally,
+    rotations: int = 1,
+    option_text: bool = False,
+    plain: bool = False,
 ) -> list[PreferencePair]:
     """Pairs that need no policy model: the question as the policy path asks it, ``Answer: <key>`` chosen over
     ``Answer: <a wrong option>`` rejected (the wrong option drawn by a hash of (seed, item id)).
@@ -167,6 +174,9 @@ def answer_pairs(
     the few extra pairs of one letter were enough for DPO to push one letter to nearly every answer).
     ``option_text`` adds the option after the letter (``Answer: B. <option>``), so the preference also holds on
     the option's words, which a small model can learn from where a bare letter gives it little to go on.
+    ``plain`` asks in a log-likelihood benchmark's layout instead (no chat template, ``...Answer:`` then `` B``
+    over `` C``, :func:`~aloekit.data.templates.mcq_to_plain`): the preference then acts on the very letter
+    probabilities those benchmarks compare.
     """
     pairs = []
     for item in items:
@@ -175,14 +185,26 @@ def answer_pairs(
         copies = rotated(item, rotations, seed)
         for copy in copies:
             shift = copy.options.index(item.options[rejected]) if len(copies) > 1 else rejected
+            if plain:  # the same prompt; the completions of the key and of the wrong option (a letter, or a word)
+                right, wrong_one = (
+                    mcq_to_plain(replace(copy, answer=i), seed=seed).messages for i in (copy.answer, shift)
+                )
+                prompt = right[0]
+                replies = {"chosen": right[1]["content"], "rejected": wrong_one[1]["content"]}
+            else:
+                prompt = _user(answer_prompt(copy))[0]
+                replies = {
+                    "chosen": _answer(copy, copy.answer, option_text),
+                    "rejected": _answer(copy, shift, option_text),
+                }
             pair = _pair(
                 tally,
                 id=copy.id if len(copies) > 1 else f"{item.id}:medical",
-                prompt=_user(answer_prompt(copy)),
-                chosen=_answer(copy, copy.answer, option_text),
-                rejected=_answer(copy, shift, option_text),
+                prompt=(prompt,),
+                **replies,
                 source=item.source or "mcqa",
                 category="medical",
+                plain=plain,
             )
             if pair is not None:
                 pairs.append(pair)

@@ -57,6 +57,12 @@ class MedicalPrefs(_Config):
     option_text: bool = Field(
         False, description="wrong_option only: replies name the option too ('Answer: B. <option>')."
     )
+    plain: bool = Field(
+        False,
+        description="wrong_option only: ask in a log-likelihood benchmark's plain layout (no chat template, "
+        "'...Answer:' then ' B' over ' C'), so the preference acts on the letter probabilities those benchmarks "
+        "compare. A DPO stage takes plain pairs or chat pairs, not both: use no other kind of pair with it.",
+    )
     cot: ReasoningConfig = Field(
         default_factory=ReasoningConfig, description="Where the verified reasoning (chosen) comes from."
     )
@@ -113,6 +119,14 @@ class PrefsConfig(_Config):
     def _something(self) -> PrefsConfig:
         if not (self.medical or self.redteam or self.benign or self.pairs):
             raise ValueError("nothing to build: add a 'medical', 'redteam', 'benign' or 'pairs' section")
+        if self.medical and self.medical.plain:
+            if self.medical.rejected != "wrong_option" or self.medical.option_text:
+                raise ValueError("medical.plain needs rejected: wrong_option and option_text: false")
+            if self.redteam or self.benign or self.pairs:
+                raise ValueError(
+                    "medical.plain pairs train without a chat template and cannot share a DPO stage with chat "
+                    "pairs: build the redteam, benign and pairs sections into another folder"
+                )
         return self
 
 
@@ -179,7 +193,12 @@ def build_prefs(
             if m.limit is not None and len(items) > m.limit:
                 items = random.Random(config.seed).sample(items, m.limit)
             made = prefs.answer_pairs(
-                items, seed=config.seed, tally=tally, rotations=m.rotations, option_text=m.option_text
+                items,
+                seed=config.seed,
+                tally=tally,
+                rotations=m.rotations,
+                option_text=m.option_text,
+                plain=m.plain,
             )
             log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
             funnel["medical"].update({"read": len(items), "pairs": len(made)})

@@ -167,10 +167,18 @@ class PreferencePair:
     """The jailbreak template wrapped around a red-teaming request (see :mod:`aloekit.safety.styles`)."""
     harm_category: str | None = None
     """The source's harm category (a MedSafetyBench ethics principle, ...), for per-category reporting."""
+    plain: bool = False
+    """Plain text, no chat template: the prompt is one user turn ending where the reply starts (``...Answer:``) and
+    the replies continue it (`` B``), the layout in which log-likelihood benchmarks score a model. Written for TRL
+    as strings (its standard layout); a DPO stage takes all plain pairs or none."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt", tuple(dict(m) for m in self.prompt))
         check_messages(self.prompt, f"pair {self.id}")
+        if self.plain and len(self.prompt) != 1:
+            raise MalformedRow(
+                "plain pair not one prompt", f"pair {self.id}: a plain pair has exactly one user turn (the prompt)"
+            )
         if self.prompt[-1]["role"] != "user":
             raise MalformedRow(
                 "prompt not ending in user turn", f"pair {self.id}: the prompt must end with a user turn"
@@ -185,12 +193,20 @@ class PreferencePair:
         return "\n".join(m["content"] for m in self.prompt)
 
     def to_json(self) -> dict[str, Any]:
-        # prompt / chosen / rejected as message lists: DPOTrainer applies the chat template to this layout itself.
+        # prompt / chosen / rejected as message lists: DPOTrainer applies the chat template to this layout itself;
+        # plain pairs as strings, which it tokenizes as they are.
+        if self.plain:
+            replies: dict[str, Any] = {"prompt": self.prompt[0]["content"], "chosen": self.chosen}
+            replies |= {"rejected": self.rejected, "plain": True}
+        else:
+            replies = {
+                "prompt": list(self.prompt),
+                "chosen": [{"role": "assistant", "content": self.chosen}],
+                "rejected": [{"role": "assistant", "content": self.rejected}],
+            }
         return {
             "id": self.id,
-            "prompt": list(self.prompt),
-            "chosen": [{"role": "assistant", "content": self.chosen}],
-            "rejected": [{"role": "assistant", "content": self.rejected}],
+            **replies,
             "source": self.source,
             "category": self.category,
             "attack_style": self.attack_style,
@@ -212,6 +228,7 @@ class PreferencePair:
             category=str(row.get("category") or "general"),
             attack_style=row.get("attack_style"),
             harm_category=row.get("harm_category"),
+            plain=row.get("plain") is True,
         )
 
 

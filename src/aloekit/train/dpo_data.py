@@ -67,6 +67,12 @@ def pair_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         rows.append((pair["id"], {key: pair[key] for key in ("prompt", "chosen", "rejected")}))
     if not rows:
         raise UserError(f"{path} holds no preference pairs: rebuild the dataset")
+    plain = {isinstance(row["prompt"], str) for _, row in rows}
+    if len(plain) > 1:
+        raise UserError(
+            f"{path} mixes plain pairs (no chat template) with chat pairs: TRL trains one layout per dataset; put "
+            "them in separate DPO stages"
+        )
     return rows
 
 
