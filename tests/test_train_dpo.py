@@ -205,6 +205,8 @@ def test_two_lora_stages_chain_the_reference_and_learn_the_preferences(tiny_llam
         assert metrics["last"]["rewards/margins"] > metrics["first"]["rewards/margins"]
         assert metrics["last"]["logps/chosen"] > metrics["first"]["logps/chosen"]
         assert metrics["step_seconds"]["steps"] == 6
+        # Epochs covered are over the whole training file: 6 steps x 4 pairs over 16 pairs.
+        assert metrics["pairs"] == {"train": 16, "given_to_trl": 16} and metrics["epochs"] == pytest.approx(1.5)
         assert any("logps/rejected" in entry for entry in metrics["log_history"])
     general_metrics = json.loads((out / "general" / "metrics.json").read_text())
     assert general_metrics["eval"]["eval_rewards/accuracies"] >= 0.75

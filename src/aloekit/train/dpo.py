@@ -213,6 +213,13 @@ def _run_stage(
         eval_metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
 
     metrics = stage_metrics(trainer.state.log_history, train_result.metrics, eval_metrics, timer)
+    # TRL counts epochs over the pairs it was given, which a stage that stops after max_steps cuts to what those
+    # steps use: 1.0 there can mean a seventh of the training file. Epochs covered are over the whole file.
+    total = len(read_pairs(pairs.train))
+    epoch = train_result.metrics.get("epoch")
+    seen = (float(epoch) if isinstance(epoch, int | float) else 0.0) * len(trainer.train_dataset)
+    metrics["pairs"] = {"train": total, "given_to_trl": len(trainer.train_dataset)}
+    metrics["epochs"] = round(seen / total, 4) if total else None
     if eval_metrics and tuple(stage.loss_type) == ("sigmoid",):
         # Before the first step the policy IS the reference (each stage starts from its own reference), so
         # every pair's implicit reward is 0: the sigmoid DPO loss is log 2 and the margin 0 by construction.

@@ -56,11 +56,12 @@ def build_stage_trainer(
     dtype = getattr(torch, policy_dtype(precision, lora=config.lora is not None))
     model = AutoModelForCausalLM.from_pretrained(policy.path, dtype=dtype, trust_remote_code=config.trust_remote_code)
 
-    rows = read_pairs(pairs.train)
+    # With ids, so that the pairs a short stage uses end on a whole group (pairs_used); TRL gets the pairs alone.
+    rows = [{**row, "id": pair_id} for pair_id, row in pair_rows(pairs.train)]
     used = pairs_used(rows, pairs_per_run(config, stage))
     if len(used) < len(rows):
         say(progress, f"stage {stage.name}: {stage.max_steps} steps use {len(used)} of {len(rows)} pairs")
-    train = Dataset.from_list(used)
+    train = Dataset.from_list([{k: v for k, v in row.items() if k != "id"} for row in used])
     validation = Dataset.from_list(read_pairs(pairs.validation)) if pairs.validation else None
 
     versions = check_versions()
