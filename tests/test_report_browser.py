@@ -119,3 +119,33 @@ def test_the_findings_box_is_the_top_of_the_page_in_the_browser(tmp_path: Path) 
     if keep := os.environ.get("ALOE_SCREENSHOT_DIR"):
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "report-top.png")
+
+
+def test_every_chart_renders_in_the_browser_and_is_kept_for_people_to_look_at(tmp_path: Path, report: Path) -> None:
+    """Each chart of the report, opened on its own in Chromium at its own size: the page shows the chart (text,
+    bars, lines: many colours), not a broken-image icon. ``ALOE_SCREENSHOT_DIR`` keeps one PNG per chart, named by
+    its caption, so a person can check legends, markers and chance lines (issue 17)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    charts = re.findall(r'<img class="chart" alt="([^"]*)" src="data:image/png;base64,([^"]+)"', report.read_text())
+    assert len(charts) >= 4
+    keep = os.environ.get("ALOE_SCREENSHOT_DIR")
+    for k, (alt, data) in enumerate(charts):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as png:
+            width, height = png.size
+        page = tmp_path / f"chart-{k}.html"
+        image_tag = f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+        page.write_text(f'<html><body style="margin:0">{image_tag}</body></html>')
+        shot = tmp_path / f"chart-{k}.png"
+        size = f"--window-size={width},{height}"
+        headless(tmp_path, f"--screenshot={shot}", size, "--hide-scrollbars", page.as_uri())
+        with Image.open(shot) as image:
+            colours = image.convert("RGB").getcolors(maxcolors=width * height)
+        assert colours is not None and len(colours) > 50, f"chart {k} ({alt}) shows almost nothing"
+        if keep:
+            slug = re.sub(r"[^a-z0-9]+", "-", alt.lower()).strip("-")[:40]
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(keep) / f"chart-{k}-{slug}.png")
