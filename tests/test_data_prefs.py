@@ -208,6 +208,39 @@ def test_benign_items_without_a_usable_helpful_answer_are_counted() -> None:
     assert tally.counts[("prefs", "no helpful response")] == 1
 
 
+def test_reference_pairs_prefer_the_written_answer_over_the_policys_own_reply() -> None:
+    """SPIN's pairs: the reference is chosen, the policy's reply to the same question rejected; an item without a
+    reference is counted, never asked; a long reference is cut at a sentence end so length alone cannot decide."""
+    from aloekit.data.prefs import reference_pairs
+
+    long_answer = "Take it with food. " * 30 + "Never double a missed dose."
+    items = [("m1", "Can I take ibuprofen daily?", "Only short term, with food."), ("m2", "Any answer?", None)]
+    items.append(("m3", "How should I take it?", long_answer))
+    policy = ScriptedEngine(lambda r: f"My reply to: {user_of(r)}")
+    tally = Tally()
+    pairs = reference_pairs(items, policy=policy, seed=0, tally=tally, source="medicationqa", max_words=20)
+
+    assert [user_of(r) for r in policy.requests] == ["Can I take ibuprofen daily?", "How should I take it?"]
+    assert [p.id for p in pairs] == ["m1:reference", "m3:reference"]
+    assert (
+        pairs[0].chosen == "Only short term, with food."
+        and pairs[0].rejected == "My reply to: Can I take ibuprofen daily?"
+    )
+    assert all(p.category == "general" and p.source == "medicationqa" for p in pairs)
+    assert pairs[1].chosen.endswith("food.") and len(pairs[1].chosen.split()) <= 20
+    assert tally.counts[("prefs", "no reference answer")] == 1
+
+
+def test_a_reply_equal_to_the_reference_makes_no_pair() -> None:
+    from aloekit.data.prefs import reference_pairs
+
+    parrot = ScriptedEngine(lambda r: "Only short term, with food.")
+    tally = Tally()
+    items = [("m1", "Can I take ibuprofen daily?", "Only short term, with food.")]
+    assert reference_pairs(items, policy=parrot, seed=0, tally=tally, source="x") == []
+    assert sum(tally.counts.values()) == 1
+
+
 def test_answer_pairs_choose_the_keys_letter_over_a_wrong_one_for_every_question_without_a_model() -> None:
     from aloekit.data.prefs import answer_pairs
 

@@ -166,3 +166,37 @@ def test_aloe_data_prefs_prints_its_table_and_writes_the_dataset(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert "rows per source and stage" in result.stdout and "wrote" in result.stdout
     assert len(lines(tmp_path / "p" / "train.jsonl")) == 6
+
+
+def test_reference_pairs_are_built_from_questions_with_answers_by_a_policy_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reference:` in a prefs config: written answers over the policy's replies, split and written (the policy is
+    scripted; a tiny random model mostly replies with nothing, which is counted and dropped)."""
+    from aloekit.config import EngineConfig
+    from support import ScriptedEngine
+
+    policy = ScriptedEngine(lambda r: "I think one tablet.")
+    monkeypatch.setattr(EngineConfig, "load", lambda self: policy)
+    source = tmp_path / "answers.jsonl"
+    rows = [
+        {"prompt": f"What is the usual dose of drug {i}?", "answer": f"Drug {i}: {i + 1} tablets a day."}
+        for i in range(8)
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = prefs_config(
+        f"""
+validation: 0.25
+reference:
+  sources: [{{path: {source}, format: benign}}]
+  policy: {{model: smollm2-135m-instruct}}
+  max_tokens: 16
+decontamination: {{benchmarks: [], safety: false}}
+"""
+    )
+    stats = build_prefs(cfg, tmp_path / "out", log=quiet)
+    written = lines(tmp_path / "out" / "train.jsonl") + lines(tmp_path / "out" / "validation.jsonl")
+    assert len(written) == 8 and stats["sources"]["general"]["pairs"] == 8
+    assert all(r["category"] == "general" and r["chosen"][0]["content"].startswith("Drug ") for r in written)
+    assert all(r["rejected"][0]["content"] == "I think one tablet." for r in written)
+    assert len(policy.requests) == 8

@@ -41,6 +41,7 @@ __all__ = [
     "medical_pairs",
     "pick_styles",
     "redteam_pairs",
+    "reference_pairs",
     "template_refusal",
 ]
 
@@ -152,6 +153,63 @@ def medical_pairs(
         if pair is not None:
             pairs.append(pair)
     return pairs
+
+
+def reference_pairs(
+    items: Sequence[tuple[str, str, str | None]],
+    *,
+    policy: Engine,
+    seed: int,
+    tally: Tally,
+    source: str,
+    max_tokens: int = 256,
+    max_words: int | None = None,
+    progress: bool = False,
+) -> list[PreferencePair]:
+    """The source's reference answer (chosen) over the policy's own reply to the same question (rejected), for
+    ``(id, prompt, reference)`` items: the pairs of self-play fine-tuning (SPIN, Chen et al. 2024), which need no
+    judge and no stronger model, only questions with written answers (MedicationQA, Medical Meadow, ChatDoctor).
+
+    Unlike a right-vs-wrong option, what separates the two replies (content, specificity, the register of a
+    written answer) is visible to a small model, so the preference can be learned. ``max_words`` cuts a longer
+    reference at the last sentence end within that many words, so that length alone does not tell the replies
+    apart (the policy's replies stop at ``max_tokens``). An item without a reference, or whose reply is empty or
+    the reference itself, is counted and dropped.
+    """
+    asked = [(i, prompt) for i, (_, prompt, ref) in enumerate(items) if ref and ref.strip()]
+    requests = [
+        GenerationRequest(messages=({"role": "user", "content": prompt},), max_tokens=max_tokens, seed=seed)
+        for _, prompt in asked
+    ]
+    replies = {i: g.text.strip() for (i, _), g in zip(asked, policy.generate(requests, progress=progress), strict=True)}
+    pairs = []
+    for j, (item_id, prompt, reference) in enumerate(items):
+        if j not in replies:
+            tally.drop(STAGE, "no reference answer", item_id)
+            continue
+        chosen = _cut(str(reference).strip(), max_words)
+        pair = _pair(
+            tally,
+            id=f"{item_id}:reference",
+            prompt=_user(prompt),
+            chosen=chosen,
+            rejected=replies[j],
+            source=source,
+            category="general",
+        )
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
+
+
+def _cut(text: str, max_words: int | None) -> str:
+    """``text`` cut to at most ``max_words`` words, at the last sentence end inside them when there is one."""
+    words = text.split()
+    if max_words is None or len(words) <= max_words:
+        return text
+    head = " ".join(words[:max_words])
+    end = max(head.rfind(". "), head.rfind("! "), head.rfind("? "))
+    return head[: end + 1] if end > len(head) // 2 else head
 
 
 def answer_pairs(

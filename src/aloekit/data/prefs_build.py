@@ -1,9 +1,10 @@
 """``aloe data prefs``: preference pairs for the two DPO stages, as a dataset on disk.
 
-Three kinds, each optional: **medical** (chosen = a verified chain-of-thought answer, rejected = the policy
+Four kinds, each optional: **medical** (chosen = a verified chain-of-thought answer, rejected = the policy
 model's own wrong answer, generated), **red-teaming** (harmful requests wrapped in attack styles; chosen = a safe
 refusal that still helps, rejected = a compliant reply), **benign** look-alikes (chosen = a helpful answer,
-rejected = an unneeded refusal, so alignment does not teach over-refusal). Pairs from existing preference files
+rejected = an unneeded refusal, so alignment does not teach over-refusal), **reference** (chosen = a source's
+written answer, rejected = the policy's own reply: general pairs, SPIN's). Pairs from existing preference files
 can be added as they are. Every pair is checked against every evaluation set, like SFT data.
 """
 
@@ -99,6 +100,26 @@ class BenignPrefs(_Config):
     max_tokens: int = Field(256, ge=16, description="Most new tokens per generated answer.")
 
 
+class ReferencePrefs(_Config):
+    """Open questions with written answers: the reference (chosen) over the policy's own reply (rejected), the
+    pairs of self-play fine-tuning (SPIN). A general preference set a small model can learn from: what tells the
+    two replies apart is in their words, not in knowledge it lacks."""
+
+    sources: tuple[SourceEntry, ...] = Field(
+        description="Sources of questions with answers (medicationqa, medical_meadow, chatdoctor, or files)."
+    )
+    policy: EngineConfig = Field(
+        default_factory=EngineConfig, description="The model being aligned: its replies are the rejected side."
+    )
+    max_tokens: int = Field(128, ge=16, description="Most new tokens per policy reply.")
+    max_words: int | None = Field(
+        96,
+        ge=8,
+        description="Longer references are cut at a sentence end within this many words, so that length alone "
+        "does not separate chosen from rejected (null: keep them whole).",
+    )
+
+
 class PrefsConfig(_Config):
     """Preference pairs for DPO (``aloe data prefs CONFIG --out DIR``)."""
 
@@ -109,6 +130,9 @@ class PrefsConfig(_Config):
     medical: MedicalPrefs | None = Field(None, description="Medical pairs (needs a policy model).")
     redteam: RedteamPrefs | None = Field(None, description="Red-teaming pairs.")
     benign: BenignPrefs | None = Field(None, description="Benign look-alike pairs.")
+    reference: ReferencePrefs | None = Field(
+        None, description="General pairs: reference answers over the policy's own replies (SPIN)."
+    )
     pairs: tuple[SourceEntry, ...] = Field((), description="Existing preference files (TRL layout), used as is.")
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")
     decontamination: DecontamConfig = Field(
@@ -117,12 +141,12 @@ class PrefsConfig(_Config):
 
     @model_validator(mode="after")
     def _something(self) -> PrefsConfig:
-        if not (self.medical or self.redteam or self.benign or self.pairs):
-            raise ValueError("nothing to build: add a 'medical', 'redteam', 'benign' or 'pairs' section")
+        if not (self.medical or self.redteam or self.benign or self.reference or self.pairs):
+            raise ValueError("nothing to build: add a 'medical', 'redteam', 'benign', 'reference' or 'pairs' section")
         if self.medical and self.medical.plain:
             if self.medical.rejected != "wrong_option" or self.medical.option_text:
                 raise ValueError("medical.plain needs rejected: wrong_option and option_text: false")
-            if self.redteam or self.benign or self.pairs:
+            if self.redteam or self.benign or self.reference or self.pairs:
                 raise ValueError(
                     "medical.plain pairs train without a chat template and cannot share a DPO stage with chat "
                     "pairs: build the redteam, benign and pairs sections into another folder"
@@ -272,6 +296,25 @@ def build_prefs(
             if engine is not None:
                 engine.close()
         funnel["benign"].update({"read": len(items_b), "pairs": len(made)})
+        pairs += made
+
+    if config.reference is not None:
+        g = config.reference
+        items_r = [_benign(r) for r in _records(g.sources, (BenignItem, ChatSample), config, tally)]
+        engine = g.policy.load()
+        try:
+            made = prefs.reference_pairs(
+                [(i.id, i.prompt, i.answer) for i in items_r],
+                policy=engine,
+                seed=config.seed,
+                tally=tally,
+                source=",".join(e.label for e in g.sources),
+                max_tokens=g.max_tokens,
+                max_words=g.max_words,
+            )
+        finally:
+            engine.close()
+        funnel["general"].update({"read": len(items_r), "pairs": len(made)})
         pairs += made
 
     if config.pairs:
