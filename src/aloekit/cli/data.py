@@ -181,12 +181,13 @@ def cot(
 
 @data_app.command("prefs")
 def prefs(
-    config: Annotated[Path, typer.Argument(help="Preference YAML (medical, red-teaming and benign sections).")],
+    config: Annotated[Path, typer.Argument(help="Preference YAML (medical, redteam, benign, reference sections).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the pairs (written atomically).")],
     data_dir: DataDir = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Build preference pairs for DPO: medical (verified vs the policy's wrong answer), red-teaming, benign."""
+    """Build preference pairs for DPO: medical (verified vs the policy's wrong answer), red-teaming, benign,
+    reference (a written answer vs the policy's own reply)."""
     from aloekit.config import load_yaml
     from aloekit.data.prefs_build import PrefsConfig, build_prefs
 
