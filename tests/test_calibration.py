@@ -210,8 +210,9 @@ def test_the_reliability_diagram_draws_each_models_bins(tmp_path):
     png = reliability_diagram({"base": over, "final": calibrated})
     width, height = png_size(png)
     assert width > 500 and height > 500
-    if os.environ.get("ALOE_SCREENSHOT_DIR"):
-        (Path(os.environ["ALOE_SCREENSHOT_DIR"]) / "reliability-diagram.png").write_bytes(png)
+    if keep := os.environ.get("ALOE_SCREENSHOT_DIR"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / "reliability-diagram.png").write_bytes(png)
     with pytest.raises(ValueError, match="no calibration record"):
         reliability_diagram({"empty": calibration_record([], [])})
 
