@@ -107,12 +107,11 @@ def _who(model: str, formulation: str) -> str:
     return model if formulation == "loglik" else f"{model} ({FORMULATIONS.get(formulation, formulation)})"
 
 
-def _grouped(who: str, parts: Sequence[str], single: str, several: str) -> str:
-    """One sentence per model and formulation: a long run repeats the same warning for every benchmark, and a box
-    of dozens of near-identical lines hides the few findings that differ."""
-    if len(parts) == 1:
-        return f"{who} on {parts[0]}{single}"
-    return f"{who}, on {len(parts)} benchmarks, {several}: " + "; ".join(parts) + "."
+def _grouped(who: str, parts: Sequence[tuple[str, str]], several: str) -> str:
+    """One sentence naming every ``(benchmark, detail)`` of a model and formulation: a long run repeats the same
+    warning for every benchmark, and a box of dozens of near-identical lines hides the few findings that differ."""
+    listed = "; ".join(f"{bench}: {detail}" for bench, detail in parts)
+    return f"{who}, on {len(parts)} benchmarks, {several}: {listed}."
 
 
 def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
@@ -120,8 +119,9 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
     listing those whose accuracy CI includes chance; for the last evaluated model, a supported finding per
     benchmark it answers above chance."""
     out: list[Finding] = []
-    stuck_parts: dict[str, list[str]] = {}
-    chance_parts: dict[str, list[str]] = {}
+    stuck_parts: dict[str, list[tuple[str, str]]] = {}
+    stuck_letter: dict[str, str] = {}
+    chance_parts: dict[str, list[tuple[str, str]]] = {}
     last = list(summary.get("benchmarks") or {})[-1:] or [None]
     for formulation, model, bench, d in _distributions(summary):
         who = _who(model, formulation)
@@ -130,16 +130,20 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
         if stuck:
             gold = number((d.get("gold") or {}).get(stuck[0])) or 0.0
             stuck_parts.setdefault(who, []).append(
-                f"{bench}: answers {stuck[0]} to {percent(stuck[1])} of n={_n(n)} questions (gold is"
-                f" {stuck[0]} on {percent(gold)})"
+                (
+                    bench,
+                    f"answers {stuck[0]} to {percent(stuck[1])} of n={_n(n)} questions (gold is"
+                    f" {stuck[0]} on {percent(gold)})",
+                )
             )
+            stuck_letter[who] = stuck[0]
         accuracy, chance = _accuracy(summary, formulation, model, bench), chance_level(d)
         bounds = interval((accuracy or {}).get("acc_ci95"))
         if accuracy is None or chance is None or bounds is None:
             continue
         measured = rate_text(accuracy.get("acc"), bounds, accuracy.get("n"))
         if bounds[0] <= chance <= bounds[1]:
-            chance_parts.setdefault(who, []).append(f"{bench}: accuracy {measured} includes chance ({percent(chance)})")
+            chance_parts.setdefault(who, []).append((bench, f"accuracy {measured} includes chance ({percent(chance)})"))
         elif model == last[0] and bounds[0] > chance and not stuck:
             out.append(
                 Finding(
@@ -149,30 +153,30 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
                 )
             )
     for who, parts in stuck_parts.items():
-        text = _grouped(
-            who,
-            parts,
-            ": its accuracy measures how often that answer is right, not medical knowledge.",
-            "answers one option too often, so accuracy there measures how often that option is right, not medical"
-            " knowledge",
-        )
-        out.append(Finding("warning", "answers", text.replace("how often that answer", _answer_phrase(parts))))
+        if len(parts) == 1:
+            (bench, detail), letter = parts[0], stuck_letter[who]
+            text = (
+                f"{who} on {bench}: {detail}: its accuracy measures how often {letter} is right, not medical knowledge."
+            )
+        else:
+            text = _grouped(
+                who,
+                parts,
+                "answers one option too often, so accuracy there measures how often that option is right, not"
+                " medical knowledge",
+            )
+        out.append(Finding("warning", "answers", text))
     for who, parts in chance_parts.items():
-        text = _grouped(
-            who,
-            parts,
-            ": no evidence it answers better than guessing.",
-            "the accuracy's 95% CI includes chance, so there is no evidence it answers better than guessing",
-        )
+        if len(parts) == 1:
+            text = f"{who} on {parts[0][0]}: {parts[0][1]}: no evidence it answers better than guessing."
+        else:
+            text = _grouped(
+                who,
+                parts,
+                "the accuracy's 95% CI includes chance, so there is no evidence it answers better than guessing",
+            )
         out.append(Finding("warning", "accuracy", text))
     return out
-
-
-def _answer_phrase(parts: Sequence[str]) -> str:
-    """ "how often A" for a single stuck benchmark (its answer is known), else the generic phrase."""
-    if len(parts) == 1:
-        return f"how often {parts[0].split(': answers ', 1)[1].split(' ', 1)[0]}"
-    return "how often that answer"
 
 
 # --- stages -------------------------------------------------------------------------------------------------------
@@ -342,7 +346,7 @@ def generation_findings(summary: Mapping[str, Any]) -> list[Finding]:
             sources.append((f"{label} (generated answers)", results))
     out = []
     for what, results in sources:
-        parts = []
+        parts: list[tuple[str, str, str]] = []
         for bench, r in (results.get("benchmarks") or {}).items():
             limit = _max_tokens(results)
             unparseable = number((r or {}).get("unparseable_rate"))
@@ -356,11 +360,13 @@ def generation_findings(summary: Mapping[str, Any]) -> list[Finding]:
                 cause = f"replies capped at {limit} new tokens; how many were cut there: not measured"
             else:
                 cause = "whether replies were cut at the token limit: not measured"
-            parts.append(f"{bench}: {percent(unparseable)} of n={_n(r.get('n'))} replies unparseable ({cause})")
-        if parts:
-            text = _grouped(what, parts, "", "replies were unparseable (counted wrong)")
-            if len(parts) == 1:  # "...replies unparseable (counted wrong; cause)."
-                text = text.replace(" replies unparseable (", " replies unparseable (counted wrong; ", 1) + "."
+            parts.append((bench, f"{percent(unparseable)} of n={_n(r.get('n'))} replies unparseable", cause))
+        if len(parts) == 1:
+            bench, share, cause = parts[0]
+            out.append(Finding("warning", "generation", f"{what} on {bench}: {share} (counted wrong; {cause})."))
+        elif parts:
+            listed = [(bench, f"{share} ({cause})") for bench, share, cause in parts]
+            text = _grouped(what, listed, "replies were unparseable (counted wrong)")
             out.append(Finding("warning", "generation", text))
     return out
 
