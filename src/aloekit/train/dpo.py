@@ -204,7 +204,7 @@ def _run_stage(
     write_json(manifest_path, manifest)
 
     started = time.perf_counter()
-    trainer, cache, tokenizer, timer = build_stage_trainer(
+    trainer, cache, tokenizer, timer, total = build_stage_trainer(
         config, stage, pairs, policy, policy_fingerprint, stage_dir, progress
     )
     say(progress, f"stage {stage.name}: training" + (f" from {Path(checkpoint).name}" if checkpoint else ""))
@@ -215,7 +215,6 @@ def _run_stage(
     metrics = stage_metrics(trainer.state.log_history, train_result.metrics, eval_metrics, timer)
     # TRL counts epochs over the pairs it was given, which a stage that stops after max_steps cuts to what those
     # steps use: 1.0 there can mean a seventh of the training file. Epochs covered are over the whole file.
-    total = len(read_pairs(pairs.train))
     epoch = train_result.metrics.get("epoch")
     seen = (float(epoch) if isinstance(epoch, int | float) else 0.0) * len(trainer.train_dataset)
     metrics["pairs"] = {"train": total, "given_to_trl": len(trainer.train_dataset)}

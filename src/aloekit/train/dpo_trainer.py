@@ -45,7 +45,7 @@ def build_stage_trainer(
     policy_fingerprint: str,
     stage_dir: Path,
     progress: bool,
-) -> tuple[Any, refcache.RefCache, Any, StepTimer]:
+) -> tuple[Any, refcache.RefCache, Any, StepTimer, int]:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -151,7 +151,8 @@ def build_stage_trainer(
             groups=[pair_group(row) for row in used],
         )
     quiet_trainer(trainer, progress)
-    return trainer, cache, tokenizer, timer
+    # The training file's size too: TRL counts epochs over the pairs it is handed (cut to what max_steps uses).
+    return trainer, cache, tokenizer, timer, len(rows)
 
 
 _SUMMARY_KEYS = (
