@@ -196,8 +196,12 @@ class PreferencePair:
         # prompt / chosen / rejected as message lists: DPOTrainer applies the chat template to this layout itself;
         # plain pairs as strings, which it tokenizes as they are.
         if self.plain:
-            replies: dict[str, Any] = {"prompt": self.prompt[0]["content"], "chosen": self.chosen}
-            replies |= {"rejected": self.rejected, "plain": True}
+            replies: dict[str, Any] = {
+                "prompt": self.prompt[0]["content"],
+                "chosen": self.chosen,
+                "rejected": self.rejected,
+                "plain": True,
+            }
         else:
             replies = {
                 "prompt": list(self.prompt),
