@@ -355,3 +355,77 @@ def test_always_styles_teach_every_request_as_written_besides_one_drawn_wrapper(
     assert check_styles(styles, 1, ["plain"]) is None
     assert "styles_per_request" in (check_styles(styles, 3, ["plain"]) or "")
     assert "must be among" in (check_styles(["role_play"], 1, ["plain"]) or "")
+
+
+def test_policy_answer_pairs_reject_the_policys_own_wrong_or_unreadable_reply_and_skip_what_it_gets_right() -> None:
+    from aloekit.data.prefs import policy_answer_pairs
+
+    items = [
+        MCQItem(id=f"q{i}", question=f"Which drug for case {i}?", options=("aspirin", "heparin", "insulin"), answer=1)
+        for i in range(3)
+    ]
+    replies = {"case 0": "Answer: B", "case 1": "Answer: C. insulin", "case 2": "The question asks: which drug"}
+    policy = ScriptedEngine(lambda r: next(v for k, v in replies.items() if k in user_of(r)))
+    tally = Tally()
+
+    pairs = policy_answer_pairs(policy, items, seed=3, max_tokens=16, tally=tally, option_text=True)
+
+    assert len(policy.calls) == 1 and {(r.max_tokens, r.seed) for r in policy.calls[0]} == {(16, 3)}
+    assert "'Answer: X'" in user_of(policy.calls[0][0]) and "step by step" not in user_of(policy.calls[0][0])
+    assert [p.id for p in pairs] == ["q1:medical", "q2:medical"]  # a wrong letter and a reply with no answer
+    assert [p.rejected for p in pairs] == ["Answer: C. insulin", "The question asks: which drug"]
+    assert {p.chosen for p in pairs} == {"Answer: B. heparin"}
+    assert pairs[0].prompt == policy.calls[0][1].messages and pairs[0].category == "medical"
+    assert tally.counts[("prefs", "policy already correct")] == 1
+
+
+def test_policy_answer_pairs_push_down_the_letter_the_policy_favours_while_chosen_letters_stay_even() -> None:
+    """A policy that answers "C" to everything: rotated questions deal the key evenly over the letters, so the
+    chosen letters stay even while every rejected reply is "C": the pairs work against the policy's bias (a
+    wrong option drawn at random would push every letter down alike)."""
+    from collections import Counter
+
+    from aloekit.data.prefs import policy_answer_pairs
+
+    items = [
+        MCQItem(id=f"q{i}", question=f"Which {i}?", options=(f"r{i}", f"w{i}", f"x{i}", f"y{i}"), answer=0)
+        for i in range(20)
+    ]
+    policy = ScriptedEngine(lambda r: "Answer: C")
+
+    pairs = policy_answer_pairs(policy, items, seed=0, max_tokens=16, tally=Tally(), rotations=4)
+
+    assert len(policy.requests) == 80 and len(pairs) == 60  # the 20 copies keyed "C" are already right
+    assert Counter(p.chosen for p in pairs) == Counter({f"Answer: {x}": 20 for x in "ABD"})
+    assert Counter(p.rejected for p in pairs) == Counter({"Answer: C": 60})
+    assert all(":rot" in p.id for p in pairs)
+
+
+def test_format_pairs_prefer_answering_at_once_over_starting_to_reason_with_the_same_key_on_both_sides() -> None:
+    from aloekit.data.prefs import format_pairs
+
+    explained = MCQItem(
+        id="q1",
+        question="Which drug is first line for anaphylaxis?",
+        options=("Adrenaline", "Atropine", "Amiodarone", "Aspirin"),
+        answer=0,
+        explanation="Ans. is 'a' i.e., Adrenaline. Intramuscular adrenaline reverses airway oedema and shock within "
+        "minutes. Antihistamines and steroids are adjuncts only. Atropine treats bradycardia, not anaphylaxis.",
+    )
+    bare = MCQItem(id="q2", question="Which?", options=("x", "y", "z", "w"), answer=1)
+    tally = Tally()
+
+    pairs = format_pairs([explained, bare], seed=0, tally=tally, max_words=16, rotations=2, option_text=True)
+
+    assert len(pairs) == 2 and {p.id for p in pairs} == {"q1:rot0", "q1:rot1"}
+    assert tally.counts[("prefs", "no explanation to reason with")] == 1
+    for pair in pairs:
+        asked = pair.prompt[-1]["content"]
+        assert "'Answer: X'" in asked and "step by step" not in asked  # asked for the answer alone
+        letter = pair.chosen.split(":")[1].split(".")[0].strip()
+        assert f"{letter}. Adrenaline" in asked and pair.chosen == f"Answer: {letter}. Adrenaline"
+        assert pair.rejected.startswith("The question asks: Which drug is first line for anaphylaxis?")
+        assert "Answer:" not in pair.rejected and len(pair.rejected.split()) <= 16  # no letter to push either way
+        assert pair.category == "format"
+    first, second = sorted(ord(p.chosen[len("Answer: ")]) for p in pairs)
+    assert second - first == 2  # two rotations: the key dealt to evenly spaced letters

@@ -114,6 +114,30 @@ class TestRecipeFile:
         with pytest.raises(UserError, match=r"merge"):
             load_recipe(path, run=tmp_path / "run")
 
+    def test_a_merged_policy_makes_the_general_pairs_on_policy_and_the_plan_says_so(self, tmp_path: Path) -> None:
+        path = _demo_variant(
+            tmp_path,
+            "on-policy.yaml",
+            "      rejected: wrong_option\n",
+            '      rejected: policy_answer\n      policy: {model: "{merged}"}\n',
+        )
+        recipe, _, folder = load_recipe(path, run=tmp_path / "run")
+        assert recipe.data.general_on_policy and recipe.data.prefs_general.medical is not None
+        assert recipe.data.prefs_general.medical.policy.model == "{merged}"  # filled in by the DPO stage
+        rows = {row["stage"]: row for row in dry_run(recipe, folder)}
+        assert "general: medical (on-policy: built by the dpo stage)" in rows["data"]["does"]
+
+    def test_a_merged_policy_in_the_safety_pairs_is_refused(self, tmp_path: Path) -> None:
+        path = _demo_variant(
+            tmp_path,
+            "bad.yaml",
+            "      responder: {model: smollm2-135m-instruct, batch_size: 16, dtype: bfloat16}\n      max_tokens: 40\n",
+            "      max_tokens: 40\n    reference:\n      sources: "
+            '[{path: "{holdout}/benign-train.jsonl", format: benign}]\n      policy: {model: "{merged}"}\n',
+        )
+        with pytest.raises(UserError, match=r"prefs_safety: a policy of \{merged\} is not allowed"):
+            load_recipe(path, run=tmp_path / "run")
+
     def test_medprompt_without_a_database_is_refused(self, tmp_path: Path) -> None:
         text = (RECIPES / "demo.yaml").read_text()
         start = text.index("  cot_db:")

@@ -39,9 +39,10 @@ def _pairs(path: Path, n: int, topic: str) -> Path:
     return path
 
 
-def _recipe(tmp_path: Path, model: Path) -> Path:
+def _recipe(tmp_path: Path, model: Path, general_section: str | None = None) -> Path:
     general = _pairs(tmp_path / "general.jsonl", 8, "medicine")
     safety = _pairs(tmp_path / "safety.jsonl", 8, "safety")
+    general_section = general_section or f'pairs: [{{path: "{general}", format: preference}}]'
     text = f"""
 name: tiny
 seed: 0
@@ -57,7 +58,7 @@ data:
     decontamination: {{benchmarks: [], safety: false}}
   prefs_general:
     validation: 0.0
-    pairs: [{{path: "{general}", format: preference}}]
+    {general_section}
     decontamination: {{benchmarks: [], safety: false}}
   prefs_safety:
     validation: 0.0
@@ -343,3 +344,31 @@ def test_from_reruns_that_stage_and_every_later_one_and_skips_the_earlier_ones(
     replayed.clear()
     _in_process(recipe, run)  # the same outputs again: the next plain run does nothing
     assert replayed == []
+
+
+def test_on_policy_general_pairs_are_built_by_the_dpo_stage_from_the_merged_models_own_answers(
+    tmp_path: Path, tiny_llama: Path
+) -> None:
+    """A prefs_general policy of {merged}: the data stage leaves the pairs to the DPO stage, which asks the merged
+    model (the model DPO general starts from) and rejects its own replies; the report counts those pairs."""
+    medical = (
+        'medical: {sources: [{path: "{holdout}/mcq-train.jsonl", format: mcq, cap: 8}], rejected: policy_answer, '
+        'policy: {model: "{merged}", backend: hf, batch_size: 4}, max_tokens: 16}'
+    )
+    recipe = _recipe(tmp_path, tiny_llama, medical)
+    run = tmp_path / "run"
+
+    manifests, lines = _in_process(recipe, run)
+
+    assert all(m["status"] == "finished" for m in manifests.values())
+    assert not (run / "data" / "prefs_general").exists()
+    assert manifests["data"]["outputs"].get("prefs_general") is None
+    built = run / "dpo" / "prefs_general"
+    assert manifests["dpo"]["outputs"]["prefs_general"] == str(built)
+    assert any(line.startswith("dpo: building prefs_general") for line in lines)
+    pairs = [json.loads(line) for line in (built / "train.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"][-1]["content"].startswith("Answer: ") for p in pairs)
+    assert f"dataset: {built}\n" in (run / "dpo" / "train" / "config.yaml").read_text()  # DPO general used them
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["data"]["prefs_general"]["folder"] == str(built)
+    assert summary["data"]["prefs_general"]["train"] == len(pairs)

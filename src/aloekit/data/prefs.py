@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
-from aloekit.data.cot import answer_prompt, question_prompt
+from aloekit.data.cot import answer_prompt, explanation_cot, question_prompt
 from aloekit.data.schema import HarmfulRequest, MCQItem, Message, PreferencePair
 from aloekit.data.tally import Tally
 from aloekit.data.templates import mcq_to_plain, rotated
@@ -38,8 +38,10 @@ __all__ = [
     "SAFE_SYSTEM",
     "answer_pairs",
     "benign_pairs",
+    "format_pairs",
     "medical_pairs",
     "pick_styles",
+    "policy_answer_pairs",
     "redteam_pairs",
     "reference_pairs",
     "template_refusal",
@@ -263,6 +265,100 @@ def answer_pairs(
                 source=item.source or "mcqa",
                 category="medical",
                 plain=plain,
+            )
+            if pair is not None:
+                pairs.append(pair)
+    return pairs
+
+
+def policy_answer_pairs(
+    policy: Engine,
+    items: Sequence[MCQItem],
+    *,
+    seed: int,
+    max_tokens: int,
+    tally: Tally,
+    rotations: int = 1,
+    option_text: bool = False,
+    progress: bool = False,
+) -> list[PreferencePair]:
+    """On-policy answer pairs: the policy is asked for the answer alone (the prompt of :func:`answer_pairs`), and
+    ``Answer: <key>`` is chosen over its own reply wherever that reply does not name the key: a wrong letter, or
+    no readable answer at all (it reasons when asked for the answer). A question it answers right gives no pair.
+
+    The rejected side is what the model being aligned actually says, so the preference pushes down its own
+    habits: the letter it favours when it does not know (a wrong letter the policy picks often is rejected
+    often, while the chosen letters are dealt evenly by ``rotations``) and replies that ignore the requested
+    format. :func:`answer_pairs` rejects a wrong option drawn at random instead, so every letter is pushed
+    down equally and a bias the model already has is left for noise to amplify.
+    """
+    asked = []
+    for item in items:
+        copies = rotated(item, rotations, seed)
+        asked += [(copy, copy.id if len(copies) > 1 else f"{item.id}:medical") for copy in copies]
+    requests = [
+        GenerationRequest(messages=_user(answer_prompt(copy)), max_tokens=max_tokens, seed=seed) for copy, _ in asked
+    ]
+    replies = policy.generate(requests, progress=progress) if requests else []
+    pairs = []
+    for (copy, pair_id), request, reply in zip(asked, requests, replies, strict=True):
+        text = reply.text.strip()
+        if extract_choice(text, copy.letters, copy.options) == copy.answer_letter:
+            tally.drop(STAGE, "policy already correct", copy.id)
+            continue
+        assert request.messages is not None
+        pair = _pair(
+            tally,
+            id=pair_id,
+            prompt=request.messages,
+            chosen=_answer(copy, copy.answer, option_text),
+            rejected=text,
+            source=copy.source or "mcqa",
+            category="medical",
+        )
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
+
+
+def format_pairs(
+    items: Sequence[MCQItem],
+    *,
+    seed: int,
+    tally: Tally,
+    max_words: int,
+    rotations: int = 1,
+    option_text: bool = False,
+) -> list[PreferencePair]:
+    """Instruction-following pairs that need no model: asked for the answer alone (the prompt of
+    :func:`answer_pairs`), ``Answer: <key>`` is chosen over a reply that starts reasoning instead (the question
+    restated and the item's expert explanation, as SFT teaches when reasoning is asked for, cut at a sentence end
+    within ``max_words``).
+
+    Both replies stand for the same key, so no letter gains or loses: the only preference is to answer at once
+    when asked to. That keeps generated answers readable in a few tokens through a later stage that teaches long
+    replies (safety DPO's refusals and helpful answers had made a model start reasoning on 6% of answer-only
+    validation questions). Items without a usable explanation (:func:`~aloekit.data.cot.explanation_cot`) are
+    counted and dropped.
+    """
+    pairs = []
+    for item in items:
+        reasoning = explanation_cot(item)
+        if reasoning is None:
+            tally.drop(STAGE, "no explanation to reason with", item.id)
+            continue
+        # Cut before the final "Answer: X" line: it names the key by its letter before rotation.
+        started = _cut(reasoning.rsplit("\n\nAnswer:", 1)[0], max_words)
+        copies = rotated(item, rotations, seed)
+        for copy in copies:
+            pair = _pair(
+                tally,
+                id=copy.id if len(copies) > 1 else f"{item.id}:format",
+                prompt=_user(answer_prompt(copy)),
+                chosen=_answer(copy, copy.answer, option_text),
+                rejected=started,
+                source=item.source or "mcqa",
+                category="format",
             )
             if pair is not None:
                 pairs.append(pair)

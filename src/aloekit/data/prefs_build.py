@@ -38,11 +38,15 @@ class MedicalPrefs(_Config):
     Or, with ``rejected: wrong_option``, the key's letter is chosen over a wrong option's (no policy needed)."""
 
     sources: tuple[SourceEntry, ...] = Field(description="Multiple-choice sources.", min_length=1)
-    rejected: Literal["policy", "wrong_option"] = Field(
+    rejected: Literal["policy", "policy_answer", "wrong_option", "reasoning"] = Field(
         "policy",
         description="policy: the policy's own wrong reply is rejected (chosen: verified reasoning; a question it "
-        "answers right gives no pair). wrong_option: 'Answer: <key>' is chosen over 'Answer: <a wrong option>' "
-        "for every question (no generation: thousands of pairs fit a CPU budget).",
+        "answers right gives no pair). policy_answer: the policy is asked for the answer alone and 'Answer: <key>' "
+        "is chosen over its reply where that reply does not name the key (on-policy: its own favourite wrong letter "
+        "and unreadable replies are pushed down; no reasoning needed). wrong_option: 'Answer: <key>' is chosen "
+        "over 'Answer: <a wrong option>' for every question (no generation: thousands of pairs fit a CPU budget). "
+        "reasoning: asked for the answer alone, 'Answer: <key>' is chosen over a reply that starts reasoning (the "
+        "question restated and its expert explanation): instruction following, the same key on both sides.",
     )
     balance_letters: bool = Field(
         False, description="Reorder options so the key's letter is dealt evenly (see the mixture's mcq section)."
@@ -51,12 +55,13 @@ class MedicalPrefs(_Config):
         1,
         ge=1,
         le=10,
-        description="wrong_option only: ask each question this many times, options rotated so the key (and the "
-        "rejected option) move over the letters: every letter is chosen and rejected equally often, and a letter "
-        "preference earns nothing (see the mixture's mcq.rotations).",
+        description="wrong_option, policy_answer and reasoning: ask each question this many times, options "
+        "rotated so the key (and the rejected option) move over the letters: every letter is chosen and rejected "
+        "equally often, and a letter preference earns nothing (see the mixture's mcq.rotations).",
     )
     option_text: bool = Field(
-        False, description="wrong_option only: replies name the option too ('Answer: B. <option>')."
+        False,
+        description="wrong_option, policy_answer and reasoning: replies name the option too ('Answer: B. <option>').",
     )
     plain: bool = Field(
         False,
@@ -70,6 +75,9 @@ class MedicalPrefs(_Config):
     policy: EngineConfig = Field(default_factory=EngineConfig, description="The model being aligned (answers).")
     limit: int | None = Field(None, ge=1, description="Most items put to the policy (seeded sample).")
     max_tokens: int = Field(256, ge=16, description="Most new tokens per policy answer.")
+    reasoning_words: int = Field(
+        48, ge=3, description="reasoning only: the rejected reply's length in words (cut at a sentence end)."
+    )
 
 
 class RedteamPrefs(_Config):
@@ -225,6 +233,41 @@ def build_prefs(
                 plain=m.plain,
             )
             log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
+            funnel["medical"].update({"read": len(items), "pairs": len(made)})
+            pairs += made
+        if m.rejected == "reasoning":
+            if m.limit is not None and len(items) > m.limit:
+                items = random.Random(config.seed).sample(items, m.limit)
+            made = prefs.format_pairs(
+                items,
+                seed=config.seed,
+                tally=tally,
+                max_words=m.reasoning_words,
+                rotations=m.rotations,
+                option_text=m.option_text,
+            )
+            log(f"medical: {len(made)} pairs of the answer over a reply that reasons when asked for the answer")
+            funnel["medical"].update({"read": len(items), "pairs": len(made)})
+            pairs += made
+        if m.rejected == "policy_answer":
+            if m.limit is not None and len(items) > m.limit:
+                items = random.Random(config.seed).sample(items, m.limit)
+            log(f"medical: {len(items)} questions x {m.rotations} rotation(s) go to the policy, asked for the answer")
+            engine = m.policy.load()
+            try:
+                made = prefs.policy_answer_pairs(
+                    engine,
+                    items,
+                    seed=config.seed,
+                    max_tokens=m.max_tokens,
+                    tally=tally,
+                    rotations=m.rotations,
+                    option_text=m.option_text,
+                    progress=progress,
+                )
+            finally:
+                engine.close()
+            log(f"medical: {len(made)} pairs of the key over the policy's own reply")
             funnel["medical"].update({"read": len(items), "pairs": len(made)})
             pairs += made
         if m.rejected == "policy":

@@ -20,7 +20,7 @@ from aloekit.safety.styles import DEFAULT_STYLES
 from aloekit.train.dpo import DPORunConfig, DPOStage
 from aloekit.train.sft import SFTRunConfig
 
-__all__ = ["MODEL_STAGES", "ModelLabel", "RecipeConfig", "merge_config"]
+__all__ = ["MERGED", "MODEL_STAGES", "ModelLabel", "RecipeConfig", "merge_config", "with_policy"]
 
 ModelLabel = Literal["base", "sft", "merged", "dpo_general", "dpo_safety"]
 
@@ -100,12 +100,49 @@ class CoTDatabaseSettings(_Config):
         return self
 
 
+MERGED = "{merged}"
+"""A policy model of ``data.prefs_general`` (its medical or reference section) written as ``{merged}`` is the
+recipe's merged model, the model DPO general starts from: the pairs are then built by the DPO stage, from that
+model's own answers (on-policy pairs), instead of by the data stage."""
+
+
 class DataSection(_Config):
     holdout: tuple[HoldoutSettings, ...] = Field((), description="Hold out part of local files for evaluation.")
     mixture: MixtureConfig = Field(description="The SFT mixture (aloe data build's config).")
-    prefs_general: PrefsConfig = Field(description="Preference pairs of DPO stage 1 (general, medical).")
+    prefs_general: PrefsConfig = Field(
+        description="Preference pairs of DPO stage 1 (general, medical). A medical or reference policy model "
+        "written '{merged}' is the merged model: the pairs are then built by the DPO stage (on-policy)."
+    )
     prefs_safety: PrefsConfig = Field(description="Preference pairs of DPO stage 2 (red-teaming safety).")
     cot_db: CoTDatabaseSettings | None = Field(None, description="Medprompt's database (needed by eval.medprompt).")
+
+    @model_validator(mode="after")
+    def _merged_policy(self) -> DataSection:
+        if _policies(self.prefs_safety) & {MERGED}:
+            raise ValueError(
+                f"prefs_safety: a policy of {MERGED} is not allowed (DPO safety starts from DPO general's model, not "
+                "the merged one): name a model, or move the section to prefs_general"
+            )
+        return self
+
+    @property
+    def general_on_policy(self) -> bool:
+        """Whether DPO general's pairs come from the merged model's answers (built by the DPO stage)."""
+        return MERGED in _policies(self.prefs_general)
+
+
+def _policies(prefs: PrefsConfig) -> set[str]:
+    return {s.policy.model for s in (prefs.medical, prefs.reference) if s is not None}
+
+
+def with_policy(prefs: PrefsConfig, model: str) -> PrefsConfig:
+    """``prefs`` with every ``{merged}`` policy model replaced by ``model``."""
+    update: dict[str, Any] = {}
+    for key in ("medical", "reference"):
+        section = getattr(prefs, key)
+        if section is not None and section.policy.model == MERGED:
+            update[key] = section.model_copy(update={"policy": section.policy.model_copy(update={"model": model})})
+    return prefs.model_copy(update=update)
 
 
 class Launcher(_Config):

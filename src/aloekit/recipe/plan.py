@@ -32,15 +32,16 @@ def dry_run(recipe: RecipeConfig, folder: Path) -> list[dict[str, Any]]:
             "does": f"holdout of {len(recipe.data.holdout)} files, "
             * bool(recipe.data.holdout)
             + f"SFT mixture of {len(recipe.data.mixture.sources)} sources, preference pairs (general: "
-            f"{_pref_parts(recipe.data.prefs_general)}; safety: {_pref_parts(recipe.data.prefs_safety)})"
+            f"{_pref_parts(recipe.data.prefs_general)}"
+            + " (on-policy: built by the dpo stage)" * recipe.data.general_on_policy
+            + f"; safety: {_pref_parts(recipe.data.prefs_safety)})"
             + (", Medprompt CoT database" if recipe.data.cot_db else ""),
             "data_dir": str(recipe.data_dir) if recipe.data_dir else "files named in the recipe, else the Hub",
         }
     )
     sft = sft_config(recipe, str(data / "sft"), folder / "sft" / "train")
-    dpo = dpo_config(
-        recipe, str(folder / "merge" / "model"), str(data / "prefs_general"), str(data / "prefs_safety"), folder
-    )
+    general = (folder / "dpo" if recipe.data.general_on_policy else data) / "prefs_general"
+    dpo = dpo_config(recipe, str(folder / "merge" / "model"), str(general), str(data / "prefs_safety"), folder)
     for name, config in (("sft", sft), ("dpo", dpo)):
         row: dict[str, Any] = {"stage": name, "model": config.model}
         if recipe.launcher.accelerate_config is not None:
@@ -112,7 +113,7 @@ def training_length(epochs: float, max_steps: int | None, per_step: int, rows: i
 
 
 def _pref_parts(config: PrefsConfig) -> str:
-    parts = [k for k in ("medical", "redteam", "benign") if getattr(config, k) is not None]
+    parts = [k for k in ("medical", "redteam", "benign", "reference") if getattr(config, k) is not None]
     return "+".join(parts + ["pairs"] * bool(config.pairs)) or "none"
 
 

@@ -11,7 +11,8 @@ Layout of the run folder::
     data/     holdout/ sft/ prefs_general/ prefs_safety/ cot_db/
     sft/      train/            aloe train sft's folder (train/model: the SFT model)
     merge/    merge.yaml model/
-    dpo/      train/            aloe train dpo's folder (train/general/model, train/safety/model)
+    dpo/      train/            aloe train dpo's folder (train/general/model, train/safety/model); prefs_general/
+                                when its pairs come from the merged model's answers (on-policy)
     eval/     <model>/          aloe eval's results per model (letter); cloze/<model>/, generative/<model>/,
               medprompt/, ablation/
     safety/   <model>/          aloe safety's results per model
@@ -102,7 +103,10 @@ def build_stages(recipe: RecipeConfig, text: str, recipe_path: Path) -> list[Sta
             "dpo",
             lambda ctx: dpo.run(dpo.DPOInputs(recipe, data_out(ctx), ctx.outputs("merge", merge.MergeOutputs)), ctx),
             dpo.DPOOutputs,
-            {**common, "dpo": dump["dpo"], "launcher": dump["launcher"]},
+            # On-policy pairs are built here, so their config enters this stage's hash (only then: other run
+            # folders stay up to date).
+            {**common, "dpo": dump["dpo"], "launcher": dump["launcher"]}
+            | ({"prefs_general": dump["data"]["prefs_general"]} if recipe.data.general_on_policy else {}),
             ("data", "merge"),
         ),
         Stage(

@@ -68,6 +68,8 @@ def summary(run: RunOutputs) -> dict[str, Any]:
     """Everything the report shows (see :mod:`aloekit.report.html`)."""
     recipe, data, evals = run.recipe, run.data, run.eval
     paths = model_paths(recipe, run.sft, run.merge, run.dpo)
+    general = run.dpo.prefs_general or data.prefs_general  # built by the DPO stage when on-policy
+    assert general is not None, "the data stage builds prefs_general unless the DPO stage does"
     result: dict[str, Any] = {
         "title": f"aloekit run: {recipe.name}",
         "recipe": {"name": recipe.name, "path": str(run.recipe_path), "text": run.text},
@@ -79,7 +81,7 @@ def summary(run: RunOutputs) -> dict[str, Any]:
         "stages": [{"name": n, "status": "finished", "seconds": s} for n, s in run.seconds.items()],
         "data": {
             "sft": dataset_stats(data.sft),
-            "prefs_general": dataset_stats(data.prefs_general),
+            "prefs_general": dataset_stats(general),
             "prefs_safety": dataset_stats(data.prefs_safety),
         },
     }

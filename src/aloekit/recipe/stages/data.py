@@ -15,7 +15,7 @@ from aloekit.data.cot import explanation_cot, load_verified
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.mixture import build as build_mixture
 from aloekit.data.mixture import load_entry
-from aloekit.data.prefs_build import build_prefs
+from aloekit.data.prefs_build import PrefsConfig, build_prefs
 from aloekit.data.schema import MCQItem
 from aloekit.data.tally import Tally
 from aloekit.io import atomic_write_text
@@ -25,7 +25,7 @@ from aloekit.recipe.evalsets import decontaminated, eval_files, registered_evals
 from aloekit.recipe.holdout import split_holdout
 from aloekit.recipe.runner import JSONDict, StageContext, StageOutputs
 
-__all__ = ["DataInputs", "DataOutputs", "run"]
+__all__ = ["DataInputs", "DataOutputs", "build_prefs_once", "run"]
 
 HOLDOUT = "holdout_"
 """Manifest key prefix of a held-out evaluation file (``holdout_<name>``)."""
@@ -40,7 +40,8 @@ class DataOutputs(StageOutputs):
     holdout: dict[str, Path] = Field(default_factory=dict)
     """data.holdout name -> its evaluation file (``<name>-eval.jsonl``)."""
     sft: Path
-    prefs_general: Path
+    prefs_general: Path | None
+    """None when the DPO stage builds them from the merged model's answers (``data.general_on_policy``)."""
     prefs_safety: Path
     cot_db: Path | None = None
 
@@ -77,12 +78,12 @@ def run(inputs: DataInputs, ctx: StageContext) -> DataOutputs:
     if not sft.is_dir():
         ctx.log("data: building sft")
         build_mixture(decontaminated(data.mixture, recipe), sft, progress=progress, log=ctx.log)
-    prefs: dict[str, Path] = {}
-    for key, config in (("prefs_general", data.prefs_general), ("prefs_safety", data.prefs_safety)):
-        prefs[key] = ctx.folder / key
-        if not prefs[key].is_dir():
-            ctx.log(f"data: building {key}")
-            build_prefs(decontaminated(config, recipe), prefs[key], progress=progress, log=ctx.log)
+    general = None
+    if data.general_on_policy:
+        ctx.log("data: prefs_general will be built by the dpo stage, from the merged model's own answers")
+    else:
+        general = build_prefs_once(ctx.folder / "prefs_general", data.prefs_general, recipe, ctx, progress)
+    safety = build_prefs_once(ctx.folder / "prefs_safety", data.prefs_safety, recipe, ctx, progress)
     cot_db = None
     if data.cot_db is not None:
         cot_db = ctx.folder / "cot_db"
@@ -92,10 +93,18 @@ def run(inputs: DataInputs, ctx: StageContext) -> DataOutputs:
     return DataOutputs(
         holdout=holdout,
         sft=sft,
-        prefs_general=prefs["prefs_general"],
-        prefs_safety=prefs["prefs_safety"],
+        prefs_general=general,
+        prefs_safety=safety,
         cot_db=cot_db,
     )
+
+
+def build_prefs_once(out: Path, config: PrefsConfig, recipe: RecipeConfig, ctx: StageContext, progress: bool) -> Path:
+    """``out``, with the pairs of ``config`` built into it unless a finished build is there (written atomically)."""
+    if not out.is_dir():
+        ctx.log(f"{ctx.folder.name}: building {out.name}")
+        build_prefs(decontaminated(config, recipe), out, progress=progress, log=ctx.log)
+    return out
 
 
 def _build_cot_db(recipe: RecipeConfig, out: Path) -> None:

@@ -7,9 +7,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aloekit.recipe.config import RecipeConfig
+from aloekit.recipe.config import RecipeConfig, with_policy
 from aloekit.recipe.runner import StageContext, StageOutputs
-from aloekit.recipe.stages.data import DataOutputs
+from aloekit.recipe.stages.data import DataOutputs, build_prefs_once
 from aloekit.recipe.stages.launch import train
 from aloekit.recipe.stages.merge import MergeOutputs
 from aloekit.train.dpo import DPORunConfig, DPOStage, train_dpo
@@ -31,6 +31,8 @@ class DPOOutputs(StageOutputs):
     dpo_safety: Path
     metrics: dict[str, Path]
     """general and safety -> their metrics.json."""
+    prefs_general: Path | None = None
+    """DPO general's pairs when this stage built them from the merged model's answers (on-policy)."""
 
 
 def dpo_config(recipe: RecipeConfig, model: str, general: str, safety: str, out: Path) -> DPORunConfig:
@@ -50,12 +52,19 @@ def dpo_config(recipe: RecipeConfig, model: str, general: str, safety: str, out:
 
 def run(inputs: DPOInputs, ctx: StageContext) -> DPOOutputs:
     out = ctx.folder / "train"
-    data = inputs.data
-    config = dpo_config(inputs.recipe, str(inputs.merge.model), str(data.prefs_general), str(data.prefs_safety), out)
+    data, recipe = inputs.data, inputs.recipe
     progress = sys.stderr.isatty()
-    train(inputs.recipe, ctx, "dpo", config, lambda resume: train_dpo(config, resume=resume, progress=progress))
+    if recipe.data.general_on_policy:  # the merged model answers; its own wrong replies are rejected
+        prefs = with_policy(recipe.data.prefs_general, str(inputs.merge.model))
+        general = build_prefs_once(ctx.folder / "prefs_general", prefs, recipe, ctx, progress)
+    else:
+        assert data.prefs_general is not None, "the data stage builds prefs_general unless it is on-policy"
+        general = data.prefs_general
+    config = dpo_config(recipe, str(inputs.merge.model), str(general), str(data.prefs_safety), out)
+    train(recipe, ctx, "dpo", config, lambda resume: train_dpo(config, resume=resume, progress=progress))
     return DPOOutputs(
         dpo_general=out / "general" / "model",
         dpo_safety=out / "safety" / "model",
         metrics={part: out / part / "metrics.json" for part in PARTS},
+        prefs_general=general if recipe.data.general_on_policy else None,
     )
