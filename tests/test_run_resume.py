@@ -347,10 +347,23 @@ def test_from_reruns_that_stage_and_every_later_one_and_skips_the_earlier_ones(
 
 
 def test_on_policy_general_pairs_are_built_by_the_dpo_stage_from_the_merged_models_own_answers(
-    tmp_path: Path, tiny_llama: Path
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A prefs_general policy of {merged}: the data stage leaves the pairs to the DPO stage, which asks the merged
-    model (the model DPO general starts from) and rejects its own replies; the report counts those pairs."""
+    """A prefs_general policy of {merged}: the data stage leaves the pairs to the DPO stage, which loads the merged
+    model (the model DPO general starts from) as the policy, builds the pairs from its replies and trains on them;
+    the report counts those pairs."""
+    from aloekit.data import prefs
+    from support import ScriptedEngine
+
+    asked: list[str] = []
+    real = prefs.policy_answer_pairs
+
+    def answers_of(policy: Any, *args: Any, **kwargs: Any) -> Any:
+        # The tiny random model's replies are empty (no pair); the loaded policy is recorded, then scripted.
+        asked.append(policy.model_id)
+        return real(ScriptedEngine(lambda _: "Answer: Z"), *args, **kwargs)
+
+    monkeypatch.setattr(prefs, "policy_answer_pairs", answers_of)
     medical = (
         'medical: {sources: [{path: "{holdout}/mcq-train.jsonl", format: mcq, cap: 8}], rejected: policy_answer, '
         'policy: {model: "{merged}", backend: hf, batch_size: 4}, max_tokens: 16}'
@@ -361,13 +374,14 @@ def test_on_policy_general_pairs_are_built_by_the_dpo_stage_from_the_merged_mode
     manifests, lines = _in_process(recipe, run)
 
     assert all(m["status"] == "finished" for m in manifests.values())
+    assert asked == [str(run / "merge" / "model")]
     assert not (run / "data" / "prefs_general").exists()
     assert manifests["data"]["outputs"].get("prefs_general") is None
     built = run / "dpo" / "prefs_general"
     assert manifests["dpo"]["outputs"]["prefs_general"] == str(built)
     assert any(line.startswith("dpo: building prefs_general") for line in lines)
     pairs = [json.loads(line) for line in (built / "train.jsonl").read_text().splitlines()]
-    assert pairs and all(p["chosen"][-1]["content"].startswith("Answer: ") for p in pairs)
+    assert pairs and all(p["rejected"][-1]["content"] == "Answer: Z" for p in pairs)
     assert f"dataset: {built}\n" in (run / "dpo" / "train" / "config.yaml").read_text()  # DPO general used them
     summary = json.loads((run / "report" / "summary.json").read_text())
     assert summary["data"]["prefs_general"]["folder"] == str(built)
