@@ -200,6 +200,70 @@ def _known(
     return narrow_to_known(questions, entry.known, policy, label=entry.label, tally=tally, log=log)
 
 
+def _medical(
+    m: MedicalPrefs,
+    items: list[MCQItem],
+    config: PrefsConfig,
+    tally: Tally,
+    log: Callable[[str], None],
+    progress: bool,
+) -> tuple[list[PreferencePair], dict[str, int]]:
+    """The medical pairs of ``items`` (cleaned) in the ``rejected`` mode of ``m``, and their funnel counts."""
+    from aloekit.data import prefs
+
+    if m.rejected == "policy":
+        teacher = teacher_reasoning(m.cot.teacher)
+        verified = []
+        for item in items:
+            reasoning = teacher.get(item.id) or (explanation_cot(item) if m.cot.explanations else None)
+            if reasoning is None:
+                tally.drop("prefs", "no verified reasoning for the chosen answer", item.id)
+                continue
+            verified.append(_with_explanation(item, reasoning))
+        if m.limit is not None and len(verified) > m.limit:
+            verified = random.Random(config.seed).sample(verified, m.limit)
+        log(f"medical: {len(verified)} items with verified reasoning go to the policy")
+        engine = m.policy.load()
+        try:
+            made = prefs.medical_pairs(
+                engine, verified, seed=config.seed, max_tokens=m.max_tokens, tally=tally, progress=progress
+            )
+        finally:
+            engine.close()
+        return made, {"read": len(items), "asked": len(verified), "pairs": len(made)}
+    if m.limit is not None and len(items) > m.limit:
+        items = random.Random(config.seed).sample(items, m.limit)
+    seed, rotations, option_text = config.seed, m.rotations, m.option_text
+    if m.rejected == "wrong_option":
+        made = prefs.answer_pairs(
+            items, seed=seed, tally=tally, rotations=rotations, option_text=option_text, plain=m.plain
+        )
+        log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
+    elif m.rejected == "reasoning":
+        made = prefs.format_pairs(
+            items, seed=seed, tally=tally, max_words=m.reasoning_words, rotations=rotations, option_text=option_text
+        )
+        log(f"medical: {len(made)} pairs of the answer over a reply that reasons when asked for the answer")
+    else:  # policy_answer
+        log(f"medical: {len(items)} questions x {rotations} rotation(s) go to the policy, asked for the answer")
+        engine = m.policy.load()
+        try:
+            made = prefs.policy_answer_pairs(
+                engine,
+                items,
+                seed=seed,
+                max_tokens=m.max_tokens,
+                tally=tally,
+                rotations=rotations,
+                option_text=option_text,
+                progress=progress,
+            )
+        finally:
+            engine.close()
+        log(f"medical: {len(made)} pairs of the key over the policy's own reply")
+    return made, {"read": len(items), "pairs": len(made)}
+
+
 def build_prefs(
     config: PrefsConfig, out: Path, *, overwrite: bool = False, progress: bool = False, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -221,76 +285,9 @@ def build_prefs(
         ]
         if m.balance_letters:
             items = [balanced(item, config.seed) for item in items]
-        if m.rejected == "wrong_option":
-            if m.limit is not None and len(items) > m.limit:
-                items = random.Random(config.seed).sample(items, m.limit)
-            made = prefs.answer_pairs(
-                items,
-                seed=config.seed,
-                tally=tally,
-                rotations=m.rotations,
-                option_text=m.option_text,
-                plain=m.plain,
-            )
-            log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
-            funnel["medical"].update({"read": len(items), "pairs": len(made)})
-            pairs += made
-        if m.rejected == "reasoning":
-            if m.limit is not None and len(items) > m.limit:
-                items = random.Random(config.seed).sample(items, m.limit)
-            made = prefs.format_pairs(
-                items,
-                seed=config.seed,
-                tally=tally,
-                max_words=m.reasoning_words,
-                rotations=m.rotations,
-                option_text=m.option_text,
-            )
-            log(f"medical: {len(made)} pairs of the answer over a reply that reasons when asked for the answer")
-            funnel["medical"].update({"read": len(items), "pairs": len(made)})
-            pairs += made
-        if m.rejected == "policy_answer":
-            if m.limit is not None and len(items) > m.limit:
-                items = random.Random(config.seed).sample(items, m.limit)
-            log(f"medical: {len(items)} questions x {m.rotations} rotation(s) go to the policy, asked for the answer")
-            engine = m.policy.load()
-            try:
-                made = prefs.policy_answer_pairs(
-                    engine,
-                    items,
-                    seed=config.seed,
-                    max_tokens=m.max_tokens,
-                    tally=tally,
-                    rotations=m.rotations,
-                    option_text=m.option_text,
-                    progress=progress,
-                )
-            finally:
-                engine.close()
-            log(f"medical: {len(made)} pairs of the key over the policy's own reply")
-            funnel["medical"].update({"read": len(items), "pairs": len(made)})
-            pairs += made
-        if m.rejected == "policy":
-            teacher = teacher_reasoning(m.cot.teacher)
-            verified = []
-            for item in items:
-                reasoning = teacher.get(item.id) or (explanation_cot(item) if m.cot.explanations else None)
-                if reasoning is None:
-                    tally.drop("prefs", "no verified reasoning for the chosen answer", item.id)
-                    continue
-                verified.append(_with_explanation(item, reasoning))
-            if m.limit is not None and len(verified) > m.limit:
-                verified = random.Random(config.seed).sample(verified, m.limit)
-            log(f"medical: {len(verified)} items with verified reasoning go to the policy")
-            engine = m.policy.load()
-            try:
-                made = prefs.medical_pairs(
-                    engine, verified, seed=config.seed, max_tokens=m.max_tokens, tally=tally, progress=progress
-                )
-            finally:
-                engine.close()
-            funnel["medical"].update({"read": len(items), "asked": len(verified), "pairs": len(made)})
-            pairs += made
+        made, counts = _medical(m, items, config, tally, log, progress)
+        funnel["medical"].update(counts)
+        pairs += made
 
     if config.redteam is not None:
         r = config.redteam
