@@ -242,7 +242,7 @@ def test_a_reply_equal_to_the_reference_makes_no_pair() -> None:
 
 
 def test_answer_pairs_choose_the_keys_letter_over_a_wrong_one_for_every_question_without_a_model() -> None:
-    from aloekit.data.prefs import answer_pairs
+    from aloekit.data.prefs_answers import answer_pairs
 
     items = [MCQItem(id=f"q{i}", question=f"Which {i}?", options=("a", "b", "c", "d"), answer=i % 4) for i in range(40)]
     pairs = answer_pairs(items, seed=0, tally=Tally())
@@ -268,7 +268,7 @@ def test_refusal_templates_make_a_pair_for_a_request_that_ships_only_its_complia
 def test_rotated_answer_pairs_choose_and_reject_every_letter_equally_often_so_a_letter_prior_earns_nothing() -> None:
     from collections import Counter
 
-    from aloekit.data.prefs import answer_pairs
+    from aloekit.data.prefs_answers import answer_pairs
     from aloekit.data.prefs_build import _split
 
     # Keys leaning to "A" (as in MedMCQA-like sources): rotation must cancel the lean, not inherit it.
@@ -301,7 +301,7 @@ def test_plain_answer_pairs_ask_in_the_benchmark_layout_and_prefer_the_keys_lett
     template; every letter chosen and rejected equally often, and TRL gets strings (its standard layout)."""
     from collections import Counter
 
-    from aloekit.data.prefs import answer_pairs
+    from aloekit.data.prefs_answers import answer_pairs
 
     items = [MCQItem(id=f"q{i}", question=f"Which {i}?", options=("a", "b", "c", "d"), answer=0) for i in range(12)]
     pairs = answer_pairs(items, seed=0, tally=Tally(), rotations=4, plain=True)
@@ -320,7 +320,7 @@ def test_plain_answer_pairs_ask_in_the_benchmark_layout_and_prefer_the_keys_lett
 def test_a_dpo_file_mixing_plain_and_chat_pairs_is_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from aloekit.data.prefs import answer_pairs
+    from aloekit.data.prefs_answers import answer_pairs
     from aloekit.errors import UserError
     from aloekit.train.dpo_data import pair_rows
 
@@ -358,7 +358,7 @@ def test_always_styles_teach_every_request_as_written_besides_one_drawn_wrapper(
 
 
 def test_policy_answer_pairs_reject_the_policys_own_wrong_or_unreadable_reply_and_skip_what_it_gets_right() -> None:
-    from aloekit.data.prefs import policy_answer_pairs
+    from aloekit.data.prefs_answers import policy_answer_pairs
 
     items = [
         MCQItem(id=f"q{i}", question=f"Which drug for case {i}?", options=("aspirin", "heparin", "insulin"), answer=1)
@@ -385,7 +385,7 @@ def test_policy_answer_pairs_push_down_the_letter_the_policy_favours_while_chose
     wrong option drawn at random would push every letter down alike)."""
     from collections import Counter
 
-    from aloekit.data.prefs import policy_answer_pairs
+    from aloekit.data.prefs_answers import policy_answer_pairs
 
     items = [
         MCQItem(id=f"q{i}", question=f"Which {i}?", options=(f"r{i}", f"w{i}", f"x{i}", f"y{i}"), answer=0)
@@ -402,7 +402,7 @@ def test_policy_answer_pairs_push_down_the_letter_the_policy_favours_while_chose
 
 
 def test_format_pairs_prefer_answering_at_once_over_starting_to_reason_with_the_same_key_on_both_sides() -> None:
-    from aloekit.data.prefs import format_pairs
+    from aloekit.data.prefs_answers import format_pairs
 
     explained = MCQItem(
         id="q1",

@@ -352,18 +352,18 @@ def test_on_policy_general_pairs_are_built_by_the_dpo_stage_from_the_merged_mode
     """A prefs_general policy of {merged}: the data stage leaves the pairs to the DPO stage, which loads the merged
     model (the model DPO general starts from) as the policy, builds the pairs from its replies and trains on them;
     the report counts those pairs."""
-    from aloekit.data import prefs
+    from aloekit.data import prefs_answers
     from support import ScriptedEngine
 
     asked: list[str] = []
-    real = prefs.policy_answer_pairs
+    real = prefs_answers.policy_answer_pairs
 
     def answers_of(policy: Any, *args: Any, **kwargs: Any) -> Any:
         # The tiny random model's replies are empty (no pair); the loaded policy is recorded, then scripted.
         asked.append(policy.model_id)
         return real(ScriptedEngine(lambda _: "Answer: Z"), *args, **kwargs)
 
-    monkeypatch.setattr(prefs, "policy_answer_pairs", answers_of)
+    monkeypatch.setattr(prefs_answers, "policy_answer_pairs", answers_of)
     medical = (
         'medical: {sources: [{path: "{holdout}/mcq-train.jsonl", format: mcq, cap: 8}], rejected: policy_answer, '
         'policy: {model: "{merged}", backend: hf, batch_size: 4}, max_tokens: 16}'

@@ -10,6 +10,9 @@ Three kinds of pair teach three lessons:
   counselling, ...), with the helpful answer as chosen and a needless refusal as rejected, so red-teaming does
   not teach the model to refuse everything that sounds alarming.
 
+Answer pairs on multiple-choice questions (a wrong option's, the policy's own or a reasoning reply rejected) are in
+:mod:`aloekit.data.prefs_answers`.
+
 Every request that yields no pair is counted in the :class:`~aloekit.data.tally.Tally` under stage ``prefs``.
 Generated replies are screened with the rule-based :func:`~aloekit.safety.refusal.is_refusal`.
 """
@@ -18,12 +21,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
 
-from aloekit.data.cot import answer_prompt, explanation_cot, question_prompt
+from aloekit.data.cot import question_prompt
 from aloekit.data.schema import HarmfulRequest, MCQItem, Message, PreferencePair
 from aloekit.data.tally import Tally
-from aloekit.data.templates import mcq_to_plain, rotated
 from aloekit.engines.base import Engine, GenerationRequest
 from aloekit.errors import MalformedRow, UserError
 from aloekit.prompting.answers import extract_choice
@@ -36,15 +37,15 @@ __all__ = [
     "REFUSALS",
     "SAFE_REFUSALS",
     "SAFE_SYSTEM",
-    "answer_pairs",
     "benign_pairs",
-    "format_pairs",
+    "cut_words",
+    "make_pair",
     "medical_pairs",
     "pick_styles",
-    "policy_answer_pairs",
     "redteam_pairs",
     "reference_pairs",
     "template_refusal",
+    "user_turn",
 ]
 
 STAGE = "prefs"
@@ -87,11 +88,11 @@ HELPFUL_SYSTEM = (
 )
 
 
-def _user(content: str) -> tuple[Message, ...]:
+def user_turn(content: str) -> tuple[Message, ...]:
     return ({"role": "user", "content": content},)
 
 
-def _pair(tally: Tally, **fields: object) -> PreferencePair | None:
+def make_pair(tally: Tally, **fields: object) -> PreferencePair | None:
     """A pair, or None (counted) when its replies make it unusable (empty, or chosen equal to rejected).
 
     Counted as a drop, not as a malformed input row: the replies are generated here, so strict mode, which
@@ -132,7 +133,7 @@ def medical_pairs(
             tally.drop(STAGE, "no verified reasoning", item.id)
     requests = [
         GenerationRequest(
-            messages=_user(question_prompt(item)), max_tokens=max_tokens, temperature=temperature, seed=seed
+            messages=user_turn(question_prompt(item)), max_tokens=max_tokens, temperature=temperature, seed=seed
         )
         for item in usable
     ]
@@ -143,7 +144,7 @@ def medical_pairs(
             tally.drop(STAGE, "policy already correct", item.id)
             continue
         assert request.messages is not None
-        pair = _pair(
+        pair = make_pair(
             tally,
             id=f"{item.id}:medical",
             prompt=request.messages,
@@ -189,11 +190,11 @@ def reference_pairs(
         if j not in replies:
             tally.drop(STAGE, "no reference answer", item_id)
             continue
-        chosen = _cut(str(reference).strip(), max_words)
-        pair = _pair(
+        chosen = cut_words(str(reference).strip(), max_words)
+        pair = make_pair(
             tally,
             id=f"{item_id}:reference",
-            prompt=_user(prompt),
+            prompt=user_turn(prompt),
             chosen=chosen,
             rejected=replies[j],
             source=source,
@@ -204,7 +205,7 @@ def reference_pairs(
     return pairs
 
 
-def _cut(text: str, max_words: int | None) -> str:
+def cut_words(text: str, max_words: int | None) -> str:
     """``text`` cut to at most ``max_words`` words, at the last sentence end inside them when there is one."""
     words = text.split()
     if max_words is None or len(words) <= max_words:
@@ -212,162 +213,6 @@ def _cut(text: str, max_words: int | None) -> str:
     head = " ".join(words[:max_words])
     end = max(head.rfind(". "), head.rfind("! "), head.rfind("? "))
     return head[: end + 1] if end > len(head) // 2 else head
-
-
-def answer_pairs(
-    items: Sequence[MCQItem],
-    *,
-    seed: int,
-    tally: Tally,
-    rotations: int = 1,
-    option_text: bool = False,
-    plain: bool = False,
-) -> list[PreferencePair]:
-    """Pairs that need no policy model: the question as the policy path asks it, ``Answer: <key>`` chosen over
-    ``Answer: <a wrong option>`` rejected (the wrong option drawn by a hash of (seed, item id)).
-
-    The two replies differ only in the option, so DPO's whole signal is which option is right; it costs no
-    generation, so thousands of held-apart training questions fit a CPU budget where the policy path fits dozens.
-    ``rotations`` > 1 asks each question that many times with its options rotated (ids ``<id>:rot<k>``, see
-    :func:`~aloekit.data.templates.rotated`), the same wrong option rejected each time: every letter is then
-    chosen and rejected equally often, so preferring a letter earns no reward (with letters dealt at random,
-    the few extra pairs of one letter were enough for DPO to push one letter to nearly every answer).
-    ``option_text`` adds the option after the letter (``Answer: B. <option>``), so the preference also holds on
-    the option's words, which a small model can learn from where a bare letter gives it little to go on.
-    ``plain`` asks in a log-likelihood benchmark's layout instead (no chat template, ``...Answer:`` then `` B``
-    over `` C``, :func:`~aloekit.data.templates.mcq_to_plain`): the preference then acts on the very letter
-    probabilities those benchmarks compare.
-    """
-    pairs = []
-    for item in items:
-        wrong = [i for i in range(len(item.options)) if i != item.answer]
-        rejected = random.Random(f"{seed}:wrong:{item.id}").choice(wrong)
-        copies = rotated(item, rotations, seed)
-        for copy in copies:
-            shift = copy.options.index(item.options[rejected]) if len(copies) > 1 else rejected
-            if plain:  # the same prompt; the completions of the key and of the wrong option (a letter, or a word)
-                right, wrong_one = (
-                    mcq_to_plain(replace(copy, answer=i), seed=seed).messages for i in (copy.answer, shift)
-                )
-                prompt = right[0]
-                replies = {"chosen": right[1]["content"], "rejected": wrong_one[1]["content"]}
-            else:
-                prompt = _user(answer_prompt(copy))[0]
-                replies = {
-                    "chosen": _answer(copy, copy.answer, option_text),
-                    "rejected": _answer(copy, shift, option_text),
-                }
-            pair = _pair(
-                tally,
-                id=copy.id if len(copies) > 1 else f"{item.id}:medical",
-                prompt=(prompt,),
-                **replies,
-                source=item.source or "mcqa",
-                category="medical",
-                plain=plain,
-            )
-            if pair is not None:
-                pairs.append(pair)
-    return pairs
-
-
-def policy_answer_pairs(
-    policy: Engine,
-    items: Sequence[MCQItem],
-    *,
-    seed: int,
-    max_tokens: int,
-    tally: Tally,
-    rotations: int = 1,
-    option_text: bool = False,
-    progress: bool = False,
-) -> list[PreferencePair]:
-    """On-policy answer pairs: the policy is asked for the answer alone (the prompt of :func:`answer_pairs`), and
-    ``Answer: <key>`` is chosen over its own reply wherever that reply does not name the key: a wrong letter, or
-    no readable answer at all (it reasons when asked for the answer). A question it answers right gives no pair.
-
-    The rejected side is what the model being aligned actually says, so the preference pushes down its own
-    habits: the letter it favours when it does not know (a wrong letter the policy picks often is rejected
-    often, while the chosen letters are dealt evenly by ``rotations``) and replies that ignore the requested
-    format. :func:`answer_pairs` rejects a wrong option drawn at random instead, so every letter is pushed
-    down equally and a bias the model already has is left for noise to amplify.
-    """
-    asked = []
-    for item in items:
-        copies = rotated(item, rotations, seed)
-        asked += [(copy, copy.id if len(copies) > 1 else f"{item.id}:medical") for copy in copies]
-    requests = [
-        GenerationRequest(messages=_user(answer_prompt(copy)), max_tokens=max_tokens, seed=seed) for copy, _ in asked
-    ]
-    replies = policy.generate(requests, progress=progress) if requests else []
-    pairs = []
-    for (copy, pair_id), request, reply in zip(asked, requests, replies, strict=True):
-        text = reply.text.strip()
-        if extract_choice(text, copy.letters, copy.options) == copy.answer_letter:
-            tally.drop(STAGE, "policy already correct", copy.id)
-            continue
-        assert request.messages is not None
-        pair = _pair(
-            tally,
-            id=pair_id,
-            prompt=request.messages,
-            chosen=_answer(copy, copy.answer, option_text),
-            rejected=text,
-            source=copy.source or "mcqa",
-            category="medical",
-        )
-        if pair is not None:
-            pairs.append(pair)
-    return pairs
-
-
-def format_pairs(
-    items: Sequence[MCQItem],
-    *,
-    seed: int,
-    tally: Tally,
-    max_words: int,
-    rotations: int = 1,
-    option_text: bool = False,
-) -> list[PreferencePair]:
-    """Instruction-following pairs that need no model: asked for the answer alone (the prompt of
-    :func:`answer_pairs`), ``Answer: <key>`` is chosen over a reply that starts reasoning instead (the question
-    restated and the item's expert explanation, as SFT teaches when reasoning is asked for, cut at a sentence end
-    within ``max_words``).
-
-    Both replies stand for the same key, so no letter gains or loses: the only preference is to answer at once
-    when asked to. That keeps generated answers readable in a few tokens through a later stage that teaches long
-    replies (safety DPO's refusals and helpful answers had made a model start reasoning on 6% of answer-only
-    validation questions). Items without a usable explanation (:func:`~aloekit.data.cot.explanation_cot`) are
-    counted and dropped.
-    """
-    pairs = []
-    for item in items:
-        reasoning = explanation_cot(item)
-        if reasoning is None:
-            tally.drop(STAGE, "no explanation to reason with", item.id)
-            continue
-        # Cut before the final "Answer: X" line: it names the key by its letter before rotation.
-        started = _cut(reasoning.rsplit("\n\nAnswer:", 1)[0], max_words)
-        copies = rotated(item, rotations, seed)
-        for copy in copies:
-            pair = _pair(
-                tally,
-                id=copy.id if len(copies) > 1 else f"{item.id}:format",
-                prompt=_user(answer_prompt(copy)),
-                chosen=_answer(copy, copy.answer, option_text),
-                rejected=started,
-                source=item.source or "mcqa",
-                category="format",
-            )
-            if pair is not None:
-                pairs.append(pair)
-    return pairs
-
-
-def _answer(item: MCQItem, index: int, option_text: bool) -> str:
-    letter = item.letters[index]
-    return f"Answer: {letter}. {item.options[index]}" if option_text else f"Answer: {letter}"
 
 
 # --- red-teaming ----------------------------------------------------------------------------------------------
@@ -451,10 +296,10 @@ def redteam_pairs(
         if rejected is None:
             tally.drop(STAGE, "no compliant response", where)
             continue
-        pair = _pair(
+        pair = make_pair(
             tally,
             id=where,
-            prompt=_user(prompt),
+            prompt=user_turn(prompt),
             chosen=chosen,
             rejected=rejected,
             source=request.source,
@@ -519,10 +364,10 @@ def benign_pairs(
         if is_refusal(chosen):
             tally.drop(STAGE, "helpful response reads as a refusal", item_id)
             continue
-        pair = _pair(
+        pair = make_pair(
             tally,
             id=f"{item_id}:benign",
-            prompt=_user(prompt),
+            prompt=user_turn(prompt),
             chosen=chosen,
             rejected=random.Random(f"{seed}:{item_id}").choice(REFUSALS),
             source=source,

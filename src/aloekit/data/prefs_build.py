@@ -209,7 +209,7 @@ def _medical(
     progress: bool,
 ) -> tuple[list[PreferencePair], dict[str, int]]:
     """The medical pairs of ``items`` (cleaned) in the ``rejected`` mode of ``m``, and their funnel counts."""
-    from aloekit.data import prefs
+    from aloekit.data import prefs, prefs_answers
 
     if m.rejected == "policy":
         teacher = teacher_reasoning(m.cot.teacher)
@@ -235,12 +235,12 @@ def _medical(
         items = random.Random(config.seed).sample(items, m.limit)
     seed, rotations, option_text = config.seed, m.rotations, m.option_text
     if m.rejected == "wrong_option":
-        made = prefs.answer_pairs(
+        made = prefs_answers.answer_pairs(
             items, seed=seed, tally=tally, rotations=rotations, option_text=option_text, plain=m.plain
         )
         log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
     elif m.rejected == "reasoning":
-        made = prefs.format_pairs(
+        made = prefs_answers.format_pairs(
             items, seed=seed, tally=tally, max_words=m.reasoning_words, rotations=rotations, option_text=option_text
         )
         log(f"medical: {len(made)} pairs of the answer over a reply that reasons when asked for the answer")
@@ -248,7 +248,7 @@ def _medical(
         log(f"medical: {len(items)} questions x {rotations} rotation(s) go to the policy, asked for the answer")
         engine = m.policy.load()
         try:
-            made = prefs.policy_answer_pairs(
+            made = prefs_answers.policy_answer_pairs(
                 engine,
                 items,
                 seed=seed,
