@@ -127,6 +127,18 @@ class TestRecipeFile:
         rows = {row["stage"]: row for row in dry_run(recipe, folder)}
         assert "general: medical (on-policy: built by the dpo stage)" in rows["data"]["does"]
 
+    def test_a_merged_policy_that_no_pair_is_generated_with_leaves_the_pairs_to_the_data_stage(
+        self, tmp_path: Path
+    ) -> None:
+        path = _demo_variant(
+            tmp_path,
+            "unused.yaml",
+            "      rejected: wrong_option\n",
+            '      rejected: wrong_option\n      policy: {model: "{merged}"}\n',
+        )
+        recipe, _, _ = load_recipe(path, run=tmp_path / "run")
+        assert not recipe.data.general_on_policy  # wrong_option asks no model
+
     def test_a_merged_policy_in_the_safety_pairs_is_refused(self, tmp_path: Path) -> None:
         path = _demo_variant(
             tmp_path,

@@ -40,6 +40,7 @@ __all__ = [
     "CoTStats",
     "answer_prompt",
     "explanation_cot",
+    "explanation_reasoning",
     "generate_cot",
     "load_verified",
     "question_prompt",
@@ -399,10 +400,11 @@ _LEADING_KEY = re.compile(
 )
 
 
-def explanation_cot(item: MCQItem) -> str | None:
-    """Chain-of-thought built from ``item``'s expert explanation, or None when it cannot be trusted as one.
+def explanation_reasoning(item: MCQItem) -> str | None:
+    """Reasoning built from ``item``'s expert explanation, without a final answer line, or None when it cannot be
+    trusted as one (:func:`explanation_cot` adds the line).
 
-    The result restates the question, gives the explanation, and ends with ``Answer: X``. None when the
+    The result restates the question and gives the explanation. None when the
     explanation is missing or too short to teach anything, or when it reads as naming an option other than the
     key as correct (MedMCQA explanations sometimes contradict their own answer key).
     """
@@ -420,5 +422,11 @@ def explanation_cot(item: MCQItem) -> str | None:
     body = _LEADING_KEY.sub("", explanation, count=1).strip() or explanation
     if len(body.split()) < MIN_EXPLANATION_WORDS:
         return None
-    restated = f"The question asks: {item.question.strip()}"
-    return f"{restated}\n\n{body}\n\nAnswer: {item.answer_letter}"
+    return f"The question asks: {item.question.strip()}\n\n{body}"
+
+
+def explanation_cot(item: MCQItem) -> str | None:
+    """Chain-of-thought built from ``item``'s expert explanation: :func:`explanation_reasoning` ending with
+    ``Answer: X``, or None when the explanation cannot be trusted as one."""
+    reasoning = explanation_reasoning(item)
+    return None if reasoning is None else f"{reasoning}\n\nAnswer: {item.answer_letter}"

@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
-from aloekit.data.cot import answer_prompt, explanation_cot
+from aloekit.data.cot import answer_prompt, explanation_reasoning
 from aloekit.data.prefs import STAGE, cut_words, make_pair, user_turn
 from aloekit.data.schema import MCQItem, PreferencePair
 from aloekit.data.tally import Tally
@@ -144,17 +144,16 @@ def format_pairs(
     Both replies stand for the same key, so no letter gains or loses: the only preference is to answer at once
     when asked to. That keeps generated answers readable in a few tokens through a later stage that teaches long
     replies (safety DPO's refusals and helpful answers had made a model start reasoning on 6% of answer-only
-    validation questions). Items without a usable explanation (:func:`~aloekit.data.cot.explanation_cot`) are
+    validation questions). Items without a usable explanation (:func:`~aloekit.data.cot.explanation_reasoning`) are
     counted and dropped.
     """
     pairs = []
     for item in items:
-        reasoning = explanation_cot(item)
+        reasoning = explanation_reasoning(item)  # no answer line: it would name the key by its unrotated letter
         if reasoning is None:
             tally.drop(STAGE, "no explanation to reason with", item.id)
             continue
-        # Cut before the final "Answer: X" line: it names the key by its letter before rotation.
-        started = cut_words(reasoning.rsplit("\n\nAnswer:", 1)[0], max_words)
+        started = cut_words(reasoning, max_words)
         copies = rotated(item, rotations, seed)
         for copy in copies:
             pair = make_pair(

@@ -132,7 +132,9 @@ class DataSection(_Config):
 
 
 def _policies(prefs: PrefsConfig) -> set[str]:
-    return {s.policy.model for s in (prefs.medical, prefs.reference) if s is not None}
+    """The policy models the pairs of ``prefs`` are generated with (a medical mode without generation has none)."""
+    medical = prefs.medical if prefs.medical and prefs.medical.rejected in ("policy", "policy_answer") else None
+    return {s.policy.model for s in (medical, prefs.reference) if s is not None}
 
 
 def with_policy(prefs: PrefsConfig, model: str) -> PrefsConfig:
