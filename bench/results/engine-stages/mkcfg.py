@@ -1,5 +1,7 @@
 """Copy a run's prefs_safety data config into hf and llamacpp variants (responders' engine only differs)."""
+import copy
 import sys
+
 import yaml
 
 src, out_dir = sys.argv[1], sys.argv[2]
@@ -18,7 +20,6 @@ def walk(node, backend):
         for item in node:
             walk(item, backend)
 
-import copy
 for backend in ("hf", "llamacpp"):
     c = copy.deepcopy(cfg)
     walk(c, backend)
