@@ -1,11 +1,14 @@
 """Copy a run's prefs_safety data config into hf and llamacpp variants (responders' engine only differs)."""
+
 import copy
 import sys
+from pathlib import Path
 
 import yaml
 
 src, out_dir = sys.argv[1], sys.argv[2]
-cfg = yaml.safe_load(open(src))
+cfg = yaml.safe_load(Path(src).read_text())
+
 
 def walk(node, backend):
     if isinstance(node, dict):
@@ -20,8 +23,9 @@ def walk(node, backend):
         for item in node:
             walk(item, backend)
 
+
 for backend in ("hf", "llamacpp"):
     c = copy.deepcopy(cfg)
     walk(c, backend)
-    yaml.safe_dump(c, open(f"{out_dir}/prefs-{backend}.yaml", "w"), sort_keys=False)
+    Path(f"{out_dir}/prefs-{backend}.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
     print(backend, "written")
