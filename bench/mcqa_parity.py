@@ -113,14 +113,17 @@ def run_lm_eval(
 
 
 def run_ours(
-    engine: HFEngine, name: str, data_dir: Path, limit: int, shots: int, out: Path
-) -> tuple[list[int], float, float]:
-    config = MCQAConfig(benchmarks=(name,), data_dir=data_dir, limit=limit, num_fewshot=shots, checkpoint_every=10_000)
+    engine: HFEngine, name: str, data_dir: Path, limit: int, shots: int, out: Path, scoring: str
+) -> tuple[list[int], float, float, dict[str, Any]]:
+    """(predictions, seconds, accuracy, checked scoring's record or {}) from ``aloe eval``'s code path."""
+    config = MCQAConfig(
+        benchmarks=(name,), data_dir=data_dir, limit=limit, num_fewshot=shots, checkpoint_every=10_000, scoring=scoring
+    )
     start = time.perf_counter()
     results = evaluate(engine, config, out, model={"reference": "bench", "fingerprint": "bench"}, progress=False)
     seconds = time.perf_counter() - start
     preds = [json.loads(line)["pred"] for line in (out / "samples.jsonl").read_text().splitlines()]
-    return preds, seconds, float(results["benchmarks"][name]["acc"])
+    return preds, seconds, float(results["benchmarks"][name]["acc"]), results.get("scoring", {})
 
 
 def main() -> int:
@@ -133,45 +136,68 @@ def main() -> int:
         default="mmlu_anatomy=135,mmlu_anatomy@5=135,pubmedqa=200,medmcqa=400",
         help="benchmark[@shots]=first-N questions, comma-separated",
     )
+    parser.add_argument(
+        "--scoring",
+        default="exact,checked-bf16",
+        help="aloekit's scorings to time against lm-eval, comma-separated (exact, checked-bf16)",
+    )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    scorings = args.scoring.split(",")
     runs = []
     for part in args.runs.split(","):
         spec, limit = part.split("=")
         name, _, shots = spec.partition("@")
         runs.append((name, int(shots or 0), int(limit)))
 
-    engine = HFEngine.from_reference(args.model, batch_size=args.batch_size)
+    engine = HFEngine.from_reference(args.model, batch_size=args.batch_size, dtype="float32")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         tasks = lm_eval_tasks(args.data_dir, work)
         for name, shots, limit in runs:
             label = f"{name} ({shots}-shot)"
+            ours: dict[str, tuple[list[int], float, float, dict[str, Any]]] = {}
             # Alternate the order per benchmark so neither side always runs on a warmer machine.
             ours_first = len(rows) % 2 == 0
-            if ours_first:
-                ours, ours_s, ours_acc = run_ours(engine, name, args.data_dir, limit, shots, work / f"ours-{label}")
-            theirs, theirs_s, n = run_lm_eval(engine, tasks[name], work, limit, args.batch_size, shots)
             if not ours_first:
-                ours, ours_s, ours_acc = run_ours(engine, name, args.data_dir, limit, shots, work / f"ours-{label}")
-            if len(ours) != n:
-                raise SystemExit(f"{label}: lm-eval scored {n} questions, aloekit {len(ours)}")
-            gold = [
-                json.loads(line)["gold"] for line in (work / f"ours-{label}/samples.jsonl").read_text().splitlines()
-            ]
+                theirs, theirs_s, n = run_lm_eval(engine, tasks[name], work, limit, args.batch_size, shots)
+            for scoring in scorings:
+                out = work / f"ours-{label}-{scoring}"
+                ours[scoring] = run_ours(engine, name, args.data_dir, limit, shots, out, scoring)
+            if ours_first:
+                theirs, theirs_s, n = run_lm_eval(engine, tasks[name], work, limit, args.batch_size, shots)
+            first = work / f"ours-{label}-{scorings[0]}/samples.jsonl"
+            gold = [json.loads(line)["gold"] for line in first.read_text().splitlines()]
             theirs_acc = float(np.mean([p == g for p, g in zip(theirs, gold, strict=True)]))
-            agree = float(np.mean([a == b for a, b in zip(ours, theirs, strict=True)]))
-            rows.append((label, n, agree, theirs_acc, ours_acc, n / theirs_s, n / ours_s))
-            print(rows[-1], flush=True)
+            row: dict[str, Any] = {"label": label, "n": n, "acc_lm_eval": theirs_acc, "qps_lm_eval": n / theirs_s}
+            for scoring, (preds, seconds, acc, checked) in ours.items():
+                if len(preds) != n:
+                    raise SystemExit(f"{label}: lm-eval scored {n} questions, aloekit ({scoring}) {len(preds)}")
+                row[scoring] = {
+                    "same": float(np.mean([a == b for a, b in zip(preds, theirs, strict=True)])),
+                    "acc": acc,
+                    "qps": n / seconds,
+                    "rescored": checked.get("rescored_in_fp32"),
+                }
+            rows.append(row)
+            print(row, flush=True)
 
-    lines = [
-        "| benchmark | questions | same prediction | acc lm-eval | acc aloekit "
-        "| q/s lm-eval (anchor) | q/s aloekit | speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, n, agree, ta, oa, tq, oq in rows:
-        lines.append(f"| {name} | {n} | {agree:.1%} | {ta:.3f} | {oa:.3f} | {tq:.2f} | {oq:.2f} | {oq / tq:.2f}x |")
+    header = "| benchmark | questions | acc lm-eval | q/s lm-eval (anchor) |"
+    rule = "|---|---:|---:|---:|"
+    for scoring in scorings:
+        header += f" {scoring}: same prediction | acc | q/s | speed-up |"
+        rule += "---:|---:|---:|---:|"
+    lines = [header, rule]
+    for row in rows:
+        line = f"| {row['label']} | {row['n']} | {row['acc_lm_eval']:.3f} | {row['qps_lm_eval']:.2f} |"
+        for scoring in scorings:
+            r = row[scoring]
+            rescored = f" ({r['rescored']} re-scored in fp32)" if r["rescored"] is not None else ""
+            line += (
+                f" {r['same']:.1%} | {r['acc']:.3f} | {r['qps']:.2f}{rescored} | {r['qps'] / row['qps_lm_eval']:.2f}x |"
+            )
+        lines.append(line)
     table = "\n".join(lines)
     print(table)
     if not args.no_record:
@@ -183,12 +209,15 @@ def main() -> int:
             "mcqa",
             "## MCQA parity and speed against lm-evaluation-harness: `bench/mcqa_parity.py`\n\n"
             "Command: `make bench-mcqa` (= `HF_HUB_OFFLINE=1 .venv/bin/python bench/mcqa_parity.py "
-            f"--data-dir ../shared/data --runs {args.runs}`), {time.strftime('%Y-%m-%d')}.\n"
-            f"{args.model}, fp32 on {engine.device} ({torch.get_num_threads()} threads), batch size {args.batch_size} "
-            f"on both sides, log-likelihood scoring; lm-eval {version('lm_eval')} (`--model hf` "
+            f"--data-dir ../shared/data --runs {args.runs} --scoring {args.scoring}`), {time.strftime('%Y-%m-%d')}.\n"
+            f"{args.model}, fp32 weights on {engine.device} ({torch.get_num_threads()} threads), batch size "
+            f"{args.batch_size} on both sides, log-likelihood scoring; lm-eval {version('lm_eval')} (`--model hf` "
             "wrapping the same model object) with its own task YAMLs pointed at the same local files; "
             "the first N questions of each benchmark; wall clock of the whole evaluation call on both sides, "
-            "measured in the same run.\n\n"
+            "measured in the same run. aloekit's scorings: `exact` (float32 throughout) and `checked-bf16` (a copy "
+            "with bf16 linear layers scores every option; questions whose answer its rounding could change, by the "
+            "bound `bench/checked_scoring.py` measured on validation questions, are re-scored in float32; the "
+            "copy is made inside the timed call).\n\n"
             f"{table}\n",
         )
         print("recorded in bench/RESULTS.md")

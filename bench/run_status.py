@@ -63,20 +63,33 @@ def status(run: Path) -> list[str]:
     if "base" in evaluated and "dpo_safety" in evaluated:
         change = compare_folders(run / "eval" / "base", run / "eval" / "dpo_safety")
         lines += ["", "Final (dpo_safety) against base, paired on the same questions (bootstrap 95% CI):", ""]
-        lines += ["| benchmark | n | base | final | change |", "|---|---|---|---|---|"]
+        lines += [
+            "| benchmark | n | base | final | change | change beyond the answer shares' chance |",
+            "|---|---|---|---|---|---|",
+        ]
         rows = {**change["benchmarks"], **change["groups"]}
         for name, c in rows.items():
             lines.append(
                 f"| {name} | {c['n']} | {c['acc_before']:.3f} | {c['acc_after']:.3f} | "
                 + estimate(c["delta"], c["delta_ci95"], signed=True)
+                + " | "
+                + estimate(c["beyond_chance_delta"], c["beyond_chance_delta_ci95"], signed=True)
                 + " |"
             )
         mean = change["mean"]
         lines.append(
             f"| mean of {', '.join(mean['over'])} | | {mean['acc_before']:.3f} | {mean['acc_after']:.3f} | "
             + estimate(mean["delta"], mean["delta_ci95"], signed=True)
+            + " | "
+            + estimate(mean["beyond_chance_delta"], mean["beyond_chance_delta_ci95"], signed=True)
             + " |"
         )
+        lines += [
+            "",
+            "Change beyond the answer shares' chance: the change in (accuracy minus the accuracy a model with the same"
+            " answer shares and no relation to the questions would get); near 0, the gain is the favoured answer"
+            " meeting the gold imbalance (aloekit.evaluation.chance).",
+        ]
     safety = {m: _json(run / "safety" / m / "results.json") for m in MODELS}
     safety = {m: r for m, r in safety.items() if r}
     if safety:

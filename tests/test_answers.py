@@ -165,6 +165,38 @@ def test_a_genus_abbreviation_is_not_read_as_a_label(reply: str, expected: str |
     assert extract_choice(reply, ABCDE) == expected
 
 
+PALSY = (
+    "paralysis of the facial muscles.",
+    "paralysis of the facial muscles and loss of taste.",
+    "no sensory loss.",
+    "paralysis of the facial muscles, loss of taste and lacrimation.",
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        # cut at the token limit: the words agree with D's option as far as they go
+        ("Answer: D. paralysis of", "D"),
+        ("Answer: D. paralysis of the facial muscles, loss", "D"),
+        ("Answer: C. no sens", "C"),
+        # the letter says one option and the words another: the reply contradicts itself
+        ("Answer: C. paralysis of", None),
+        # too little of the option to tell a cut option from an abbreviation
+        ("Answer: C. no", None),
+        # the words go on past the option's start and leave it: not the option
+        ("Answer: D. paralysis of the arm, then more words", None),
+    ],
+)
+def test_a_reply_cut_inside_the_chosen_options_text_is_read_as_that_option(reply: str, expected: str | None) -> None:
+    assert extract_choice(reply, ABCD, PALSY) == expected
+
+
+def test_a_yes_no_label_reply_whose_words_name_another_option_is_unparseable() -> None:
+    assert extract_choice("Answer: B. yes", ("A", "B", "C"), ("yes", "no", "maybe")) is None
+    assert extract_choice("Answer: A. yes", ("A", "B", "C"), ("yes", "no", "maybe")) == "A"
+
+
 OPTION_TEXT_REPLIES = [
     ("The answer is heparin.", "C"),
     ("Heparin", "C"),

@@ -159,3 +159,18 @@ def test_models_info_on_the_embedded_alias_is_fast_once_converted(smollm2_path: 
     assert described["source"] == "alias"
     assert described["vocab_size"] == 49152
     assert elapsed < 5, f"a cached `aloe models info` took {elapsed:.1f} s"
+
+
+def test_a_command_under_a_launcher_leaves_no_process_group_behind(tmp_path: Path) -> None:
+    """Gloo's threads left to interpreter exit can abort a finished process (SIGABRT): main() tears the group down."""
+    import torch.distributed as dist
+
+    from aloekit.cli.main import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main(["models", "--help"]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

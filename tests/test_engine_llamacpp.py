@@ -253,3 +253,18 @@ def test_long_requests_run_fewer_sequences_at_once_within_the_cache_budget(
 
     assert [g.text for g in cpp.generate(requests)] == expected
     assert cpp._gen_parallel == 2 < cpp.parallel
+
+
+@needs_llama_cpp
+def test_models_load_without_extra_buffer_types_and_the_library_defaults_are_restored() -> None:
+    # With extra buffer types, llama.cpp's AMX kernels segfaulted in llama_decode on a Xeon with AMX (the
+    # embedded Q4_1 model, a safety suite's first batch): the engine loads every model without them.
+    import llama_cpp.llama_cpp as low
+
+    from aloekit.engines.llamacpp import _model_params, import_llama_cpp
+
+    before = low.llama_model_default_params
+    with _model_params(import_llama_cpp(), extra_buffers=False):
+        assert low.llama_model_default_params().use_extra_bufts is False
+    assert low.llama_model_default_params is before
+    assert low.llama_model_default_params().use_extra_bufts is True  # the library's own default, untouched

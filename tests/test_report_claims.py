@@ -287,7 +287,7 @@ def test_defect_3_the_card_gives_accuracy_with_its_ci_and_the_answers(demo: dict
     assert "name: accuracy (dpo_safety; 95% CI" in card and "predicted A 100%" in card
     evaluation = card.split("## Evaluation", 1)[1].split("\n## ", 1)[0]
     assert (
-        "| mcq-eval | dpo_safety | A 100% · B 0% · C 0% | A 33% · B 33% · C 33% | A on 100% of answers | 48 |"
+        "| mcq-eval | dpo_safety | A 100% · B 0% · C 0% | A 33% · B 33% · C 33% | A on 100% of answers |  | 48 |"
         in evaluation
     )
     assert "Warning: dpo_safety on mcq-eval: answers A to 100.0% of n=48 questions" in evaluation

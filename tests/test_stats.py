@@ -72,7 +72,7 @@ def test_chunked_resampling_gives_an_interval_as_good_as_one_big_draw(monkeypatc
     values = bernoulli(0.6, 400, seed=5)
     whole = bootstrap_ci(values, resamples=4000, seed=0)
     # Force a chunk of 3 resamples: many draws, bounded memory, the same statistics.
-    monkeypatch.setattr(stats, "_CHUNK_ELEMENTS", 3 * len(values))
+    monkeypatch.setattr(stats, "CHUNK_ELEMENTS", 3 * len(values))
     chunked = bootstrap_ci(values, resamples=4000, seed=0)
     assert chunked == bootstrap_ci(values, resamples=4000, seed=0)
     assert chunked == pytest.approx(whole, abs=0.01)

@@ -68,6 +68,7 @@ def eval_(
     dtype: str = field_option(EngineConfig, "dtype"),
     seed: int = field_option(MCQAConfig, "seed"),
     checkpoint_every: int = field_option(MCQAConfig, "checkpoint_every"),
+    scoring: str = field_option(MCQAConfig, "scoring"),
     base_url: str | None = field_option(EngineConfig, "base_url"),
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -146,6 +147,7 @@ def eval_(
                 ("--cot", cot),
                 ("--cot-db", cot_db is not None),
                 ("--ablation", ablation),
+                ("--scoring", scoring != "exact"),
             )
             if given
         ]
@@ -187,6 +189,10 @@ def eval_(
         raise UserError("--benchmarks is missing: name benchmarks or groups, e.g. --benchmarks pubmedqa")
     if ablation and mode != "medprompt":
         raise UserError("--ablation is a medprompt ladder: add --mode medprompt")
+    if scoring != "exact" and backend != "hf":
+        raise UserError(
+            f"--scoring {scoring} copies the model to bf16 in the hf engine: use --backend hf, not {backend}"
+        )
     config = build_config(
         MCQAConfig,
         flags=FLAGS,
@@ -201,6 +207,7 @@ def eval_(
         max_tokens=max_tokens,
         seed=seed,
         checkpoint_every=checkpoint_every,
+        scoring=scoring,
         medprompt={
             "database": cot_db,
             "examples": examples,

@@ -96,6 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
 
     try:
+        return _run(args, debug)
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Tear down torch.distributed's process group, if a command under ``accelerate launch`` opened one.
+
+    Left to interpreter exit, gloo's background threads can be destroyed while still joinable: the process then dies
+    of "terminate called without an active exception" (SIGABRT) after its work is done, and the launcher reports
+    the whole run failed. Torch is only looked up, never imported: commands that did not load it pay nothing.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
+def _run(args: list[str], debug: bool) -> int:
+    try:
         # typer 0.29 vendors click: its exceptions are typer._click.exceptions.*, which `except click.ClickException`
         # misses; UsageBase is the base class of whichever the installed typer raises.
         returned = app(args=args, prog_name="aloe", standalone_mode=False)

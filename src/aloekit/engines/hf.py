@@ -37,7 +37,7 @@ from aloekit.engines.hf_batching import (
     _prefix_batches,
     _shared_prefix,
 )
-from aloekit.engines.hf_model import _dtype, _eos_ids, _has_sliding_window, _output_head_in_fp32
+from aloekit.engines.hf_model import _dtype, _eos_ids, _has_sliding_window, _output_head_in_fp32, bf16_linears
 from aloekit.engines.tokens import PromptEncoder
 from aloekit.errors import UserError
 from aloekit.progress import progress_bar
@@ -123,6 +123,33 @@ class HFEngine:
             use_safetensors=has_safetensors,
         ).to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as an unbound wrapped method
         return cls(model, tokenizer, model_id=str(ref), batch_size=batch_size, seed=seed, add_bos=add_bos)
+
+    def bf16_copy(self) -> HFEngine:
+        """This engine over a copy of its float32 model whose linear layers compute in bf16 (:func:`bf16_linears`):
+        the fast half of checked scoring (:mod:`aloekit.evaluation.checked`)."""
+        import copy
+
+        import torch
+
+        from aloekit.hardware import cpu_supports_bf16
+
+        if self.model.dtype != torch.float32:
+            raise UserError(
+                f"scoring checked-bf16 copies a float32 model to bf16, but this one is {self.model.dtype}; "
+                "load it with --dtype float32 or use scoring exact"
+            )
+        if self.device.type == "cpu" and not cpu_supports_bf16():
+            raise UserError(
+                "scoring checked-bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower "
+                "than float32; use scoring exact"
+            )
+        # Copy the modules, not the weights: every float32 tensor is shared (read-only here), so the copy costs only
+        # the bf16 weights of its linear layers, not a second float32 model.
+        shared = {id(t): t for t in (*self.model.parameters(), *self.model.buffers())}
+        fast = bf16_linears(copy.deepcopy(self.model, shared))
+        twin = HFEngine(fast, self.tokenizer, model_id=self.model_id, batch_size=self.batch_size, seed=self.seed)
+        twin.encoder, twin.max_length = self.encoder, self.max_length  # the same prompts, token for token
+        return twin
 
     @property
     def device(self) -> torch.device:

@@ -40,24 +40,43 @@ def _output_head_in_fp32(model: PreTrainedModel) -> None:
     head = model.get_output_embeddings()
     if head is None or not isinstance(head, torch.nn.Linear) or head.weight.dtype == torch.float32:
         return
-    model.set_output_embeddings(_fp32_head(head))
+    model.set_output_embeddings(_linear_in(head, torch.float32))
 
 
-def _fp32_head(linear: torch.nn.Linear) -> torch.nn.Module:
-    """``hidden @ W.T (+ b)`` in fp32, with fp32 copies of the weights (torch is imported lazily here)."""
+def bf16_linears(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` (float32) with every linear layer but the output head computing in bf16 from bf16 copies of its
+    weights, and everything between them (residual stream, norms, attention scores, head) left in float32.
+
+    Why not ``model.to(torch.bfloat16)``: rounding the residual stream at every layer doubles the error. Measured
+    on SmolLM2-135M, 240 MedMCQA validation questions, the answer letters' log-likelihoods against float32: all bf16
+    max 0.45 nats (44.5 questions/s), bf16 linears 0.26 (40.3/s), float32 19.2/s. Modifies ``model`` in place.
+    """
     import torch
 
-    class Fp32Head(torch.nn.Module):
+    head = model.get_output_embeddings()
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear) and child is not head:
+                setattr(module, name, _linear_in(child, torch.bfloat16))
+    return model
+
+
+def _linear_in(linear: torch.nn.Linear, dtype: torch.dtype) -> torch.nn.Module:
+    """``x @ W.T (+ b)`` computed in ``dtype`` from ``dtype`` copies of the weights, the result in float32 (torch is
+    imported lazily here)."""
+    import torch
+
+    class CastLinear(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.weight = torch.nn.Parameter(linear.weight.detach().float(), requires_grad=False)
+            self.weight = torch.nn.Parameter(linear.weight.detach().to(dtype), requires_grad=False)
             bias = linear.bias
-            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float(), requires_grad=False)
+            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().to(dtype), requires_grad=False)
 
-        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.linear(x.to(dtype), self.weight, self.bias).float()
 
-    return Fp32Head()
+    return CastLinear()
 
 
 def _dtype(name: str, device: str) -> torch.dtype:

@@ -23,6 +23,7 @@ a request's text does not depend on the batch it ran in.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -155,14 +156,20 @@ class LlamaCppEngine:
         eos_ids = _eos_ids(resolved.path, tokenizer, GenerationConfig)
         n_threads = threads or machine_threads()
         trained = _trained_context(gguf_file)
-        llm = lib.Llama(
-            model_path=str(gguf_file),
-            n_ctx=n_ctx or min(trained or DEFAULT_CONTEXT, DEFAULT_CONTEXT),
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            seed=seed,
-            verbose=False,
-        )
+        # No extra buffer types (weights repacked for other kernels: AMX on Intel CPUs that have it). With them,
+        # llama.cpp's AMX matrix product segfaulted inside llama_decode on the first batch of a safety suite's
+        # prompts, every time, with the embedded model's Q4_1 GGUF (a Xeon with amx_int8, llama-cpp-python
+        # 0.3.36; bf16 weights took the same 84-96 s for 64 replies with them or without). A crash kills a run
+        # hours in; a repack is at most a speed-up.
+        with _model_params(lib, extra_buffers=False):
+            llm = lib.Llama(
+                model_path=str(gguf_file),
+                n_ctx=n_ctx or min(trained or DEFAULT_CONTEXT, DEFAULT_CONTEXT),
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                seed=seed,
+                verbose=False,
+            )
         model_type = str(llm.metadata.get("general.architecture", ""))
         return cls(
             llm,
@@ -475,6 +482,25 @@ def _trained_context(path: Path) -> int | None:
     arch = fields["general.architecture"].contents()
     field = fields.get(f"{arch}.context_length")
     return int(field.contents()) if field is not None else None
+
+
+@contextlib.contextmanager
+def _model_params(lib: Any, *, extra_buffers: bool) -> Iterator[None]:
+    """``Llama()`` takes its model parameters from ``llama_model_default_params()`` and has no argument for
+    ``use_extra_bufts``; for the load only, the defaults it reads say whether to use them."""
+    module = lib.llama_cpp
+    defaults = module.llama_model_default_params
+
+    def chosen() -> Any:
+        params = defaults()
+        params.use_extra_bufts = extra_buffers
+        return params
+
+    module.llama_model_default_params = chosen
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = defaults
 
 
 def _eos_ids(folder: Path, tokenizer: Any, generation_config: Any) -> list[int]:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from aloekit.evaluation.stats import check_bootstrap_settings, percentile_interval, resampled_by_counts
+
 __all__ = [
     "Bin",
     "calibration_record",
@@ -32,8 +34,6 @@ __all__ = [
 ]
 
 BINS = 10
-# Resampled indices held at once (as in stats.py): 4M int64 = 32 MiB.
-_CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -133,27 +133,16 @@ def ece_ci(
 
     Deterministic for a seed; no answers give NaNs. The ECE is biased upwards on small samples (random gaps do not
     cancel within a bin), so the interval may sit above the point estimate of a well-calibrated model."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    check_bootstrap_settings(confidence, resamples)
     conf, right = _checked(confidences, correct, bins)
     n = conf.size
     if not n:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    values = np.empty(resamples)
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    for start in range(0, resamples, chunk):
-        rows = min(chunk, resamples - start)
-        drawn = rng.integers(0, n, size=(rows, n))
-        # How many times each question was drawn, per resample: the ECE then is a matrix product.
-        flat = (drawn + n * np.arange(rows)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
-        values[start : start + rows] = _ece_of_counts(counts, conf, right, bins)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    # Each resample as how many times each question was drawn: the ECE then is a matrix product.
+    values = resampled_by_counts(
+        lambda counts: _ece_of_counts(counts, conf, right, bins), n, resamples, np.random.default_rng(seed)
+    )
+    return percentile_interval(values, confidence)
 
 
 def calibration_record(

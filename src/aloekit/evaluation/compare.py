@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import string
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,11 @@ import numpy as np
 
 from aloekit.errors import UserError
 from aloekit.evaluation.benchmarks import FILE_PREFIX, GROUPS
+from aloekit.evaluation.chance import (
+    beyond_chance,
+    paired_beyond_chance_diff,
+    stratified_paired_beyond_chance_diff,
+)
 from aloekit.evaluation.stats import (
     UNPARSEABLE,
     distribution,
@@ -113,8 +118,10 @@ def compare_samples(
 
     Returns ``{"metric", "n", "benchmarks": {name: change}, "groups": {name: change + "members"}, "mean": change
     of the mean of benchmarks + "benchmarks" (how many), "not_compared": [names without shared questions]}``,
-    where a change is ``{"n", "acc_before", "acc_after", "delta", "delta_ci95": [lo, hi], "changed"}`` (``acc_*``
-    in ``metric``) and ``n`` counts the shared questions. A group is shown only when every member was compared.
+    where a change is ``{"n", "acc_before", "acc_after", "delta", "delta_ci95": [lo, hi], "beyond_chance_delta",
+    "beyond_chance_delta_ci95", "changed"}`` (``acc_*`` in ``metric``; ``beyond_chance_*``: the change in accuracy
+    minus the chance the answer shares give, :mod:`aloekit.evaluation.chance`)
+    and ``n`` counts the shared questions. A group is shown only when every member was compared.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
@@ -145,6 +152,15 @@ def compare_samples(
     units |= {shown[name]: pairs[name] for name in names if name in pairs and name not in grouped}
     scores = [_scores(rows, metric) for rows in units.values()]
     overall = stratified_paired_bootstrap_diff(scores, seed=seed, resamples=resamples)
+    field = METRICS[metric]
+    beyond = stratified_paired_beyond_chance_diff(
+        [
+            ([a.get(field) for _, a in rows], [b.get(field) for b, _ in rows], [a.get("gold") for _, a in rows])
+            for rows in units.values()
+        ],
+        seed=seed,
+        resamples=resamples,
+    )
     result["mean"] = {
         "benchmarks": len(scores),
         "over": list(units),
@@ -152,18 +168,28 @@ def compare_samples(
         "acc_after": _mean([float(np.mean(a)) for a, _ in scores]),
         "delta": overall.delta,
         "delta_ci95": [overall.low, overall.high],
+        "beyond_chance_delta": beyond[0],
+        "beyond_chance_delta_ci95": [beyond[1], beyond[2]],
     }
     result["not_compared"] = [shown[name] for name in names if name not in pairs]
     return result
 
 
-def compare_folders(before: Path, after: Path, *, seed: int = 0, resamples: int = 2000) -> dict[str, Any]:
+def compare_folders(
+    before: Path,
+    after: Path,
+    *,
+    seed: int = 0,
+    resamples: int = 2000,
+    read: Callable[[Path], list[dict[str, Any]]] = read_samples,
+) -> dict[str, Any]:
     """:func:`compare_samples` of two evaluation folders (each with its ``samples.jsonl``), scored by the
-    headline metric their results.json names (``acc`` when it names none)."""
+    headline metric their results.json names (``acc`` when it names none). ``read`` reads a folder's samples
+    (:func:`read_samples`; a caller comparing one folder several times passes a memo of it)."""
     metric = headline(before)
     if headline(after) != metric:
         raise UserError(f"{before} is scored by {metric} and {after} by {headline(after)}: compare like with like")
-    return compare_samples(read_samples(before), read_samples(after), seed=seed, resamples=resamples, metric=metric)
+    return compare_samples(read(before), read(after), seed=seed, resamples=resamples, metric=metric)
 
 
 def headline(folder: Path) -> str:
@@ -191,13 +217,25 @@ def _scores(pairs: Sequence[Pair], metric: str) -> tuple[list[float], list[float
 def _change(pairs: Sequence[Pair], metric: str, seed: int, resamples: int) -> dict[str, Any]:
     after, before = _scores(pairs, metric)
     diff = paired_bootstrap_diff(after, before, seed=seed, resamples=resamples)
+    field = METRICS[metric]
+    beyond = paired_beyond_chance_diff(
+        [a.get(field) for _, a in pairs],
+        [b.get(field) for b, _ in pairs],
+        [a.get("gold") for _, a in pairs],
+        seed=seed,
+        resamples=resamples,
+    )
     return {
         "n": len(pairs),
         "acc_before": _mean(before),
         "acc_after": _mean(after),
         "delta": diff.delta,
         "delta_ci95": [diff.low, diff.high],
-        "changed": _mean([float(b.get(METRICS[metric]) != a.get(METRICS[metric])) for b, a in pairs]),
+        # The change that the answer shares do not explain (aloekit.evaluation.chance): a gain from a favoured
+        # letter meeting the gold imbalance has a large delta and a beyond_chance_delta near 0.
+        "beyond_chance_delta": beyond[0],
+        "beyond_chance_delta_ci95": [beyond[1], beyond[2]],
+        "changed": _mean([float(b.get(field) != a.get(field)) for b, a in pairs]),
     }
 
 
@@ -217,7 +255,9 @@ def _display_names(names: Sequence[str]) -> dict[str, str]:
 def answer_distributions(
     results: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, dict[str, Any]]:
-    """Per benchmark: ``{"n", "predicted": {label: share}, "gold": {label: share}, "by": "label" | "position"}``.
+    """Per benchmark: ``{"n", "predicted": {label: share}, "gold": {label: share}, "by": "label" | "position"}``,
+    plus, where ``samples`` has the benchmark's questions, ``"chance"``: its accuracy against the chance its answer
+    shares give (``accuracy``, ``shares_chance``, ``beyond`` and ``beyond_ci95``; :mod:`aloekit.evaluation.chance`).
 
     results.json's distributions are used where it has them (every question with the same labels: letters,
     yes/no/maybe). A benchmark whose questions have different labels (a file with 4 or 5 options, cloze's option
@@ -238,7 +278,20 @@ def answer_distributions(
             out[shown[name]] = {"n": r.get("n"), "predicted": r["predicted"], "gold": r["gold"], "by": "label"}
         elif by_bench.get(name):
             out[shown[name]] = _by_position(by_bench[name], field)
+        if by_bench.get(name):
+            out[shown[name]]["chance"] = _chance(by_bench[name], field)
     return out
+
+
+def _chance(samples: Sequence[Mapping[str, Any]], field: str) -> dict[str, Any]:
+    """The accuracy against the chance the answer shares give (:func:`aloekit.evaluation.chance.beyond_chance`)."""
+    found = beyond_chance([s.get(field) for s in samples], [s.get("gold") for s in samples])
+    return {
+        "accuracy": found.accuracy,
+        "shares_chance": found.chance,
+        "beyond": found.beyond,
+        "beyond_ci95": [found.low, found.high],
+    }
 
 
 def _by_position(samples: Sequence[Mapping[str, Any]], field: str) -> dict[str, Any]:

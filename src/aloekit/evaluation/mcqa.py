@@ -42,6 +42,7 @@ from aloekit.engines.base import Engine
 from aloekit.errors import UserError
 from aloekit.evaluation import benchmarks
 from aloekit.evaluation.cache import RequestCache
+from aloekit.evaluation.checked import CheckedScorer
 from aloekit.evaluation.mcqa_results import results_record, sample_record
 from aloekit.evaluation.mcqa_scoring import (
     BenchmarkRun,
@@ -76,7 +77,9 @@ def evaluate(
     loaded = loaded if loaded is not None else load_benchmarks(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = RequestCache(cache_path or out_dir / "cache.jsonl")
-    fingerprint = str(model["fingerprint"])
+    checker = _checker(engine, config)
+    # Checked scores differ from exact ones within the bound: never served to an exact run, nor the reverse.
+    fingerprint = str(model["fingerprint"]) + ("" if checker is None else "+checked-bf16")
     database, medprompt_record = medprompt_database(config, loaded)
     runs: list[BenchmarkRun] = []
     sizes = subset_sizes({name: len(loaded[name][0]) for name in names}, groups, config.subset)
@@ -87,13 +90,17 @@ def evaluate(
         items = every if indices is None else [every[i] for i in indices]
         if config.mode == "medprompt":
             run = score_medprompt(engine, bench, items, database, config, cache, fingerprint, progress)
+        elif config.mode == "loglik":
+            run = score_loglik(engine, bench, items, shots, config, cache, fingerprint, progress, checker)
         else:
-            score = score_loglik if config.mode == "loglik" else score_generate
-            run = score(engine, bench, items, shots, config, cache, fingerprint, progress)
+            run = score_generate(engine, bench, items, shots, config, cache, fingerprint, progress)
         run.indices, run.of = indices, len(every)
         runs.append(run)
 
     results = results_record(runs, groups, config, model)
+    if checker is not None:
+        results["scoring"] = checker.record()
+        checker.fast.close()
     if medprompt_record is not None:
         results["medprompt"] = medprompt_record
     samples = "".join(
@@ -104,6 +111,19 @@ def evaluate(
     atomic_write_text(out_dir / "samples.jsonl", samples)
     write_json(out_dir / "results.json", results, ensure_ascii=False)
     return results
+
+
+def _checker(engine: Engine, config: MCQAConfig) -> CheckedScorer | None:
+    """The checked scorer ``config.scoring`` asks for (None: exact scoring by ``engine`` alone)."""
+    if config.scoring == "exact":
+        return None
+    copy = getattr(engine, "bf16_copy", None)
+    if copy is None:
+        raise UserError(
+            f"scoring {config.scoring} needs the hf engine (it copies the model to bf16), not "
+            f"{getattr(engine, 'name', type(engine).__name__)}; use scoring exact"
+        )
+    return CheckedScorer(fast=copy(), exact=engine)
 
 
 def subset_sizes(

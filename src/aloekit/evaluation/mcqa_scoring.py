@@ -19,6 +19,7 @@ from aloekit.errors import UserError
 from aloekit.evaluation import benchmarks, prompts
 from aloekit.evaluation.cache import RequestCache, request_key
 from aloekit.evaluation.calibration import top1_confidence
+from aloekit.evaluation.checked import CheckedScorer
 from aloekit.progress import progress_bar
 from aloekit.prompting import medprompt
 from aloekit.prompting.answers import extract_choice
@@ -95,7 +96,10 @@ def score_loglik(
     cache: RequestCache,
     fingerprint: str,
     progress: bool,
+    checker: CheckedScorer | None = None,
 ) -> BenchmarkRun:
+    """Each option's log-likelihood after the question; ``checker``: scored by a fast copy of the model and
+    checked (:mod:`aloekit.evaluation.checked`) instead of by ``engine`` alone."""
     run = BenchmarkRun(bench.name)
     contexts = [prompts.loglik_context(bench, item, shots, config.formulation) for item in items]
     options = [prompts.choices(bench, item, config.formulation) for item in items]
@@ -106,19 +110,25 @@ def score_loglik(
     keys = [[request_key(fingerprint, "loglikelihood", r) for r in reqs] for reqs in requests]
     pending = [i for i, ks in enumerate(keys) if not all(k in cache for k in ks)]
 
+    # acc_norm's normaliser: the choice's length in characters, as lm-eval (without the delimiter).
+    lengths = [[float(len(c)) for c in opts] for opts in options]
+
     def work(chunk: list[int]) -> None:
-        flat = [(k, r) for i in chunk for k, r in zip(keys[i], requests[i], strict=True)]
-        results = engine.loglikelihood([r for _, r in flat])
+        flat_keys = [k for i in chunk for k in keys[i]]
+        if checker is None:
+            results = engine.loglikelihood([r for i in chunk for r in requests[i]])
+        else:
+            per_question = checker.score([requests[i] for i in chunk], [lengths[i] for i in chunk])
+            results = [res for scores in per_question for res in scores]
         cache.put_many(
-            (k, {"logprob": res.logprob, "n_tokens": res.n_tokens}) for (k, _), res in zip(flat, results, strict=True)
+            (k, {"logprob": res.logprob, "n_tokens": res.n_tokens}) for k, res in zip(flat_keys, results, strict=True)
         )
 
     _in_chunks(pending, config.checkpoint_every, run, work, progress, len(items))
-    for item, ctx, opts, ks in zip(items, contexts, options, keys, strict=True):
+    for item, ctx, opts, ks, lens in zip(items, contexts, options, keys, lengths, strict=True):
         values = [cache.get(k) for k in ks]
         lls = np.array([v["logprob"] for v in values])
-        # lm-eval's acc_norm divides by the choice's length in characters (without the delimiter).
-        per_char = lls / np.array([float(len(c)) for c in opts])
+        per_char = lls / np.array(lens)
         pred, confidence = top1_confidence(lls)
         pred_norm = int(np.argmax(per_char))
         run.scored.append(

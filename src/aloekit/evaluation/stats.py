@@ -13,7 +13,7 @@ narrower than the two accuracies' intervals suggest.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -22,9 +22,12 @@ __all__ = [
     "PairedDifference",
     "accuracy_ci",
     "bootstrap_ci",
+    "check_bootstrap_settings",
     "distribution",
     "mean",
     "paired_bootstrap_diff",
+    "percentile_interval",
+    "resampled_by_counts",
     "stratified_paired_bootstrap_diff",
     "weighted_mean",
     "wilson_ci",
@@ -32,7 +35,7 @@ __all__ = [
 
 UNPARSEABLE = "unparseable"
 # Resampled indices held at once: 4M int64 = 32 MiB, whatever the number of questions or resamples.
-_CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 22
 
 
 def mean(values: Sequence[float]) -> float:
@@ -48,7 +51,7 @@ def bootstrap_ci(
     Deterministic for a given seed and input. Resamples are drawn in chunks so memory stays bounded for large
     benchmarks. No values give ``(nan, nan)``; a constant input gives ``(c, c)`` exactly, without float drift.
     """
-    _check_settings(confidence, resamples)
+    check_bootstrap_settings(confidence, resamples)
     return _interval(_scores(values, "values"), confidence, resamples, seed)
 
 
@@ -73,7 +76,7 @@ def paired_bootstrap_diff(
 
     Identical scores give ``(0, 0, 0)`` exactly; no questions give NaNs.
     """
-    _check_settings(confidence, resamples)
+    check_bootstrap_settings(confidence, resamples)
     diff = _differences(after, before)
     low, high = _interval(diff, confidence, resamples, seed)
     return PairedDifference(float(diff.mean()) if diff.size else math.nan, low, high)
@@ -93,7 +96,7 @@ def stratified_paired_bootstrap_diff(
     averages them, so a small benchmark weighs as much as a large one, as in the statistic itself. Empty
     benchmarks are left out; none at all give NaNs. With one benchmark this is :func:`paired_bootstrap_diff`.
     """
-    _check_settings(confidence, resamples)
+    check_bootstrap_settings(confidence, resamples)
     diffs = [d for d in (_differences(after, before) for after, before in strata) if d.size]
     if not diffs:
         return PairedDifference(math.nan, math.nan, math.nan)
@@ -104,11 +107,12 @@ def stratified_paired_bootstrap_diff(
     total = np.zeros(resamples, dtype=np.float64)
     for d in diffs:
         total += _resampled_means(d, resamples, rng)
-    low, high = _percentiles(total / len(diffs), confidence)
+    low, high = percentile_interval(total / len(diffs), confidence)
     return PairedDifference(delta, low, high)
 
 
-def _check_settings(confidence: float, resamples: int) -> None:
+def check_bootstrap_settings(confidence: float, resamples: int) -> None:
+    """Raise ValueError unless ``confidence`` is in (0, 1) and ``resamples`` is at least 1."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if resamples < 1:
@@ -136,13 +140,13 @@ def _interval(data: np.ndarray, confidence: float, resamples: int, seed: int) ->
         return math.nan, math.nan
     if np.all(data == data[0]):
         return float(data[0]), float(data[0])
-    return _percentiles(_resampled_means(data, resamples, np.random.default_rng(seed)), confidence)
+    return percentile_interval(_resampled_means(data, resamples, np.random.default_rng(seed)), confidence)
 
 
 def _resampled_means(data: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """The means of ``resamples`` bootstrap resamples of ``data``, drawn in chunks of bounded memory."""
     n = data.size
-    chunk = max(1, _CHUNK_ELEMENTS // n)
+    chunk = max(1, CHUNK_ELEMENTS // n)
     means = np.empty(resamples, dtype=np.float64)
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
@@ -150,10 +154,29 @@ def _resampled_means(data: np.ndarray, resamples: int, rng: np.random.Generator)
     return means
 
 
-def _percentiles(means: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` share of bootstrap ``values``: the percentile interval."""
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def resampled_by_counts(
+    stat: Callable[[np.ndarray], np.ndarray], n: int, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``stat`` of ``resamples`` bootstrap resamples of ``n`` items, drawn in chunks of bounded memory.
+
+    Each resample reaches ``stat`` as a row of counts (how often each item was drawn), so statistics that are not
+    means of per-item scores (an accuracy minus a chance made of answer shares, a binned calibration error) are
+    one matrix product per chunk instead of a Python loop over resamples."""
+    chunk = max(1, CHUNK_ELEMENTS // n)
+    values = np.empty(resamples, dtype=np.float64)
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        flat = (np.arange(rows)[:, None] * n + rng.integers(0, n, size=(rows, n))).ravel()
+        counts = np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+        values[start : start + rows] = stat(counts)
+    return values
 
 
 def accuracy_ci(correct: Sequence[float], *, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:

@@ -122,11 +122,25 @@ def _is_option_text(text: str, label: str, labels: Sequence[str], options: Seque
     )
 
 
-def _confirmed(rest: str, label: str, labels: Sequence[str], options: Sequence[str] | None) -> bool:
-    """Whether the words after a label are that label's own option text ("A Aspirin" with A = Aspirin)."""
+# A reply cut at the token limit right after "Answer: D. par" agrees with D = "paralysis of ..." as far as it goes;
+# fewer characters than this could agree with an option by accident ("C. d" and "difficile").
+_CUT_PREFIX = 3
+
+
+def _confirmed(
+    rest: str, label: str, labels: Sequence[str], options: Sequence[str] | None, *, cut: bool = False
+) -> bool:
+    """Whether the words after a label are that label's own option text ("A Aspirin" with A = Aspirin). With
+    ``cut`` (``rest`` runs to the end of a reply that may have stopped at its token limit), the start of that
+    option text is enough: "Answer: D. paralysis of" names D = "paralysis of the facial muscles ...", while
+    "Answer: B. yes" with B = "no" still contradicts itself and is not read."""
     if options is None:
         return False
-    return _starts_with(rest.lstrip(" \t.:)-–—"), options[list(labels).index(label)])
+    words, option = rest.lstrip(" \t.:)-–—"), options[list(labels).index(label)]
+    if _starts_with(words, option):
+        return True
+    said = " ".join(words.split()).casefold()
+    return cut and len(said) >= _CUT_PREFIX and " ".join(option.split()).casefold().startswith(said)
 
 
 def _read(
@@ -155,7 +169,8 @@ def _read(
     letter = len(raw) == 1 and raw.isalpha()
     if head[0] == "." and letter and re.match(r"\.\s*[a-z]", head):
         # "C. difficile", "E. coli": a genus abbreviation, not option C or E.
-        return label if _confirmed(head, label, labels, options) else None
+        cut = match.end() + len(rest) == len(text)
+        return label if _confirmed(head, label, labels, options, cut=cut) else None
     if head[0] in ".:;,!-–—(":
         return label
     if head[0] == "?" or len(head) == len(rest):

@@ -123,8 +123,9 @@ def summary(run: RunOutputs) -> dict[str, Any]:
     labels = [label for label in recipe.safety.models if label in safety]
     if labels:
         result |= _safety(safety, labels, recipe.seed)
-    result["comparisons"] = _comparisons(evals, recipe.seed)
-    result["answer_distributions"] = _answer_distributions(evals)
+    samples = _SamplesMemo()  # each samples.jsonl read once: a model is in up to three comparisons and its answers
+    result["comparisons"] = _comparisons(evals, recipe.seed, samples)
+    result["answer_distributions"] = _answer_distributions(evals, samples)
     result["weight_change"] = _weight_changes(recipe, paths, evals.loglik)
     return result
 
@@ -162,7 +163,25 @@ def _evaluated(evals: EvalOutputs, formulation: Formulation) -> dict[str, Path]:
     return {label: results[label].parent for label in MODEL_STAGES if label in results}
 
 
-def _comparisons(evals: EvalOutputs, seed: int) -> dict[str, list[dict[str, Any]]]:
+class _SamplesMemo:
+    """:func:`read_samples`, reading each folder once; a folder that failed fails the same way again."""
+
+    def __init__(self) -> None:
+        self._read: dict[Path, list[dict[str, Any]] | UserError] = {}
+
+    def __call__(self, folder: Path) -> list[dict[str, Any]]:
+        if folder not in self._read:
+            try:
+                self._read[folder] = read_samples(folder)
+            except UserError as e:
+                self._read[folder] = e
+        found = self._read[folder]
+        if isinstance(found, UserError):
+            raise found
+        return found
+
+
+def _comparisons(evals: EvalOutputs, seed: int, samples: _SamplesMemo) -> dict[str, list[dict[str, Any]]]:
     """Per formulation: each evaluated model against the one before it (``kind: "step"``), then the last against
     the first (``kind: "overall"``), each ``{"before", "after", "kind"}`` plus :func:`compare_samples`'s result
     (or ``"error"``)."""
@@ -174,7 +193,7 @@ def _comparisons(evals: EvalOutputs, seed: int) -> dict[str, list[dict[str, Any]
         for before, after, kind in _stage_pairs(labels):
             entry: dict[str, Any] = {"before": before, "after": after, "kind": kind}
             try:
-                entry |= compare_folders(folders[before], folders[after], seed=seed)
+                entry |= compare_folders(folders[before], folders[after], seed=seed, read=samples)
             except UserError as e:
                 entry["error"] = e.message
             except (KeyError, TypeError, ValueError) as e:  # a malformed samples file: say so, go on
@@ -232,7 +251,7 @@ def _impersonation(folders: dict[str, Path]) -> dict[str, Any]:
     return out
 
 
-def _answer_distributions(evals: EvalOutputs) -> dict[str, dict[str, Any]]:
+def _answer_distributions(evals: EvalOutputs, read: _SamplesMemo) -> dict[str, dict[str, Any]]:
     """Per formulation, model and benchmark: predicted and gold answer distributions (:func:`answer_distributions`)."""
     out: dict[str, dict[str, Any]] = {}
     for formulation in FORMULATIONS:
@@ -241,11 +260,11 @@ def _answer_distributions(evals: EvalOutputs) -> dict[str, dict[str, Any]]:
             results = _read(folder / "results.json")
             if not isinstance(results, dict):
                 continue
-            # samples.jsonl only for benchmarks whose results.json has no distribution (mixed option labels).
+            # samples.jsonl: distributions of benchmarks whose results.json has none (mixed option labels), and
+            # every benchmark's accuracy against the chance its answer shares give.
             samples: list[dict[str, Any]] = []
-            if not all(r.get("predicted") for r in (results.get("benchmarks") or {}).values()):
-                with contextlib.suppress(UserError):  # no or malformed samples: those benchmarks go without
-                    samples = read_samples(folder)
+            with contextlib.suppress(UserError):  # no or malformed samples: those benchmarks go without
+                samples = read(folder)
             per_model[label] = answer_distributions(results, samples)
         if per_model:
             out[formulation] = per_model

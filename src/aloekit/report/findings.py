@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aloekit.evaluation.compare import DOMINANT_MIN_OPTIONS, DOMINANT_SHARE
-from aloekit.evaluation.stats import UNPARSEABLE
+from aloekit.evaluation.stats import UNPARSEABLE, wilson_ci
 from aloekit.report.numbers import excludes_zero, interval, number, percent, points, rate_text
 
 __all__ = [
@@ -51,6 +51,10 @@ RULES = (
     f"A model is flagged when one answer takes more than {DOMINANT_SHARE:.0%} of its predictions on a benchmark"
     f" with {DOMINANT_MIN_OPTIONS} or more options, or at least {DEGENERATE_SHARE:.0%} with any number of options.",
     "Chance is 1 / the number of options; an accuracy whose 95% CI includes it is no evidence of better than guessing.",
+    "A model's shares' chance is the accuracy of a model with the same answer shares and no relation to the"
+    " questions (sum of predicted share x gold share); an accuracy above 1 / the number of options whose excess over"
+    " its shares' chance has a 95% CI including 0 comes from the favoured answers meeting the gold imbalance, not"
+    " from the questions.",
     "A stage changed something measurable only when the paired 95% CI of its change (same questions or prompts"
     " before and after) excludes 0.",
 )
@@ -83,6 +87,25 @@ def one_answer(distribution: Mapping[str, Any]) -> tuple[str, float] | None:
     if top >= DEGENERATE_SHARE or (options >= DOMINANT_MIN_OPTIONS and top > DOMINANT_SHARE):
         return label, top
     return None
+
+
+def _shares_explain(distribution: Mapping[str, Any]) -> str | None:
+    """For an accuracy above 1 / the number of options (its Wilson 95% CI) whose excess over its shares' chance
+    has a CI including 0 (:data:`RULES`): the numbers saying so; else None."""
+    found = distribution.get("chance")
+    uniform = chance_level(distribution)
+    if not isinstance(found, Mapping) or uniform is None:
+        return None
+    acc, matched, n = number(found.get("accuracy")), number(found.get("shares_chance")), number(distribution.get("n"))
+    bounds = interval(found.get("beyond_ci95"))
+    if acc is None or matched is None or bounds is None or not n or excludes_zero(bounds):
+        return None
+    if wilson_ci(round(acc * n), int(n))[0] <= uniform:
+        return None  # not above 1 / the number of options either: the chance warning says so
+    return (
+        f"accuracy {percent(acc)} (1 / options: {percent(uniform)}) against its shares' chance {percent(matched)},"
+        f" beyond it {points(found.get('beyond'), bounds)}"
+    )
 
 
 def _distributions(summary: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Mapping[str, Any]]]:
@@ -122,9 +145,13 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
     stuck_parts: dict[str, list[tuple[str, str]]] = {}
     stuck_letter: dict[str, str] = {}
     chance_parts: dict[str, list[tuple[str, str]]] = {}
+    shares_parts: dict[str, list[tuple[str, str]]] = {}
     last = list(summary.get("benchmarks") or {})[-1:] or [None]
     for formulation, model, bench, d in _distributions(summary):
         who = _who(model, formulation)
+        explained = _shares_explain(d)
+        if explained:
+            shares_parts.setdefault(who, []).append((bench, explained))
         stuck = one_answer(d)
         n = d.get("n")
         if stuck:
@@ -144,7 +171,7 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
         measured = rate_text(accuracy.get("acc"), bounds, accuracy.get("n"))
         if bounds[0] <= chance <= bounds[1]:
             chance_parts.setdefault(who, []).append((bench, f"accuracy {measured} includes chance ({percent(chance)})"))
-        elif model == last[0] and bounds[0] > chance and not stuck:
+        elif model == last[0] and bounds[0] > chance and not stuck and not explained:
             out.append(
                 Finding(
                     "supported",
@@ -166,6 +193,22 @@ def answer_findings(summary: Mapping[str, Any]) -> list[Finding]:
                 " medical knowledge",
             )
         out.append(Finding("warning", "answers", text))
+    for who, parts in shares_parts.items():
+        out.append(
+            Finding(
+                "warning",
+                "accuracy",
+                _grouped(
+                    who,
+                    parts,
+                    "the accuracy above 1 / the number of options is what its answer shares alone give against the"
+                    " gold shares, not evidence that the answers depend on the questions",
+                )
+                if len(parts) > 1
+                else f"{who} on {parts[0][0]}: {parts[0][1]}: what its answer shares alone give against the gold"
+                " shares, not evidence that the answers depend on the questions.",
+            )
+        )
     for who, parts in chance_parts.items():
         if len(parts) == 1:
             text = f"{who} on {parts[0][0]}: {parts[0][1]}: no evidence it answers better than guessing."
@@ -204,8 +247,34 @@ def stage_findings(summary: Mapping[str, Any]) -> list[Finding]:
         for entry in entries or []:
             if isinstance(entry, Mapping) and not entry.get("error"):
                 out.append(_accuracy_change(str(formulation), entry))
+                out += _shares_change(str(formulation), entry)
     out += _safety_changes(summary)
     return out
+
+
+def _shares_change(formulation: str, entry: Mapping[str, Any]) -> list[Finding]:
+    """A warning naming the benchmarks whose measurable accuracy change is not measurable any more once the change
+    in the answer shares' chance is taken out (the change a favoured answer meeting the gold imbalance gives)."""
+    parts = []
+    for name, c in (entry.get("benchmarks") or {}).items():
+        if not isinstance(c, Mapping) or c.get("beyond_chance_delta") is None:
+            continue
+        if excludes_zero(c.get("delta_ci95")) and not excludes_zero(c.get("beyond_chance_delta_ci95")):
+            parts.append(
+                f"{name} {points(c.get('delta'), c.get('delta_ci95'))}, beyond the shares' chance"
+                f" {points(c.get('beyond_chance_delta'), c.get('beyond_chance_delta_ci95'))}"
+            )
+    if not parts:
+        return []
+    where = f"{_pair(entry)} ({FORMULATIONS.get(formulation, formulation)})"
+    return [
+        Finding(
+            "warning",
+            "stage",
+            f"{where}: the accuracy change is what the change in answer shares gives against the gold shares, not"
+            f" evidence of answering the questions better: {'; '.join(parts)}.",
+        )
+    ]
 
 
 FORMULATIONS = {"loglik": "log-likelihood", "cloze": "cloze", "generative": "generated answers"}

@@ -21,6 +21,8 @@ from aloekit.report.numbers import (
     estimate,
     loss_cell,
     number,
+    percent,
+    points,
     relative_cell,
     shares,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "FORMULATION_LABELS",
     "TRAINING_HEADER",
     "answers_table",
+    "chance_cell",
     "chance_levels",
     "change_tables",
     "formulation_label",
@@ -210,12 +213,24 @@ def change_tables(entries: Sequence[Mapping[str, Any]]) -> list[Block]:
                 estimate(c.get("acc_before")),
                 estimate(c.get("acc_after")),
                 change_cell(c.get("delta"), c.get("delta_ci95")),
+                change_cell(c.get("beyond_chance_delta"), c.get("beyond_chance_delta_ci95"))
+                if c.get("beyond_chance_delta") is not None
+                else "",
                 estimate(c.get("changed")) if c.get("changed") is not None else "",
             )
             for e in compared
             for name, c in _change_rows(e)
         )
-        header = ("models", "benchmark", "n", "before", "after", "change, points (95% CI)", "answers changed")
+        header = (
+            "models",
+            "benchmark",
+            "n",
+            "before",
+            "after",
+            "change, points (95% CI)",
+            "change beyond the shares' chance",
+            "answers changed",
+        )
         blocks.append(Table(header, details, f"Accuracy{metric} before and after, on the same questions", 2))
     for e in entries:
         if e.get("error"):
@@ -242,10 +257,28 @@ def answers_table(models: Mapping[str, Mapping[str, Any]]) -> tuple[Table, list[
                 flagged.append(f"{model} on {bench} ({flag})")
             label = f"{bench} (by position)" if d.get("by") == "position" else bench
             rows.append(
-                (label, str(model), shares(d.get("predicted")), shares(d.get("gold")), flag, count_cell(d.get("n")))
+                (
+                    label,
+                    str(model),
+                    shares(d.get("predicted")),
+                    shares(d.get("gold")),
+                    flag,
+                    chance_cell(d.get("chance")),
+                    count_cell(d.get("n")),
+                )
             )
-    header = ("benchmark", "model", "predicted answers", "gold answers", "flag", "n")
+    header = ("benchmark", "model", "predicted answers", "gold answers", "flag", "beyond its shares' chance", "n")
     return Table(header, tuple(rows), "Predicted and gold answer distributions", 5), flagged
+
+
+def chance_cell(chance: Any) -> str:
+    """``+2.9 points [-0.5, +6.4] (35.0% vs 32.1%)``: accuracy minus the chance its answer shares give, with the
+    accuracy and that chance; empty when the samples were not read."""
+    if not isinstance(chance, Mapping) or number(chance.get("beyond")) is None:
+        return ""
+    acc, matched = number(chance.get("accuracy")), number(chance.get("shares_chance"))
+    detail = f" ({percent(acc)} vs {percent(matched)})" if acc is not None and matched is not None else ""
+    return points(chance.get("beyond"), chance.get("beyond_ci95")) + detail
 
 
 def weight_change_table(changes: Sequence[Mapping[str, Any]]) -> Table:

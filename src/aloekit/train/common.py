@@ -16,6 +16,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from aloekit.config import _Config
 from aloekit.errors import UserError
+from aloekit.hardware import cpu_supports_bf16
 
 # Versions the wrappers were written and tested against. TRL renames arguments between minor releases
 # (max_seq_length -> max_length, ...), so anything outside these ranges is refused with a clear message
@@ -101,18 +102,6 @@ def device_kind() -> Literal["cuda", "cpu"]:
 Precision = Literal["auto", "fast", "fp32", "bf16", "fp16"]
 """Training precision. auto: bf16 on a GPU that supports it, fp32 otherwise. fast: bf16 wherever the hardware
 computes it natively (such a GPU, or a CPU with AVX512-BF16 / AMX), fp32 elsewhere."""
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16), where bf16 autocast is a speed-up.
-
-    Without it, torch emulates bf16 on a CPU and autocast is slower than fp32, so it is refused rather than
-    quietly slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def precision_args(precision: Precision) -> dict[str, Any]:
