@@ -34,7 +34,7 @@ whole = sorted(k for k, v in groups.items() if len(v) == 4)
 e15 = safety + [r for k in random.Random(0).sample(whole, 100) for r in groups[k]]
 for name, records in (("e14", e14), ("e15", e15)):
     write(RUNS / name / "prefs/train.jsonl", records)
-    write(RUNS / name / "prefs/validation.jsonl", validation)
+    (RUNS / name / "prefs/validation.jsonl").write_bytes((SRC / "prefs_safety/validation.jsonl").read_bytes())
     print(name, len(records), collections.Counter(r.get("category") for r in records))
 seen, suite = set(), []
 for r in validation:
