@@ -82,19 +82,11 @@ def paired_beyond_chance_diff(
 ) -> tuple[float, float, float]:
     """The change in accuracy-beyond-shares'-chance from ``before`` to ``after`` (both models' answers to the same
     questions, aligned with ``gold``) and its paired bootstrap interval ``(delta, low, high)``: the part of an
-    accuracy change that the change in answer shares does not explain."""
-    _check(len(after), len(gold), confidence, resamples)
-    _check(len(before), len(gold), confidence, resamples)
-    if not gold:
-        return math.nan, math.nan, math.nan
-    new, old = _OneHot(after, gold), _OneHot(before, gold)
-
-    def change(weights: np.ndarray) -> np.ndarray:
-        return new.beyond(weights) - old.beyond(weights)
-
-    delta = float(change(np.ones((1, len(gold))))[0])
-    low, high = _interval(change, len(gold), confidence, resamples, seed)
-    return delta, low, high
+    accuracy change that the change in answer shares does not explain. The one-benchmark case of
+    :func:`stratified_paired_beyond_chance_diff` (the same draws for a seed)."""
+    return stratified_paired_beyond_chance_diff(
+        [(after, before, gold)], seed=seed, resamples=resamples, confidence=confidence
+    )
 
 
 def stratified_paired_beyond_chance_diff(
