@@ -1,5 +1,6 @@
-"""Specification of the "known" filter: a source's multiple-choice questions narrowed to those the scoring model
-already answers right when it scores the option texts (cloze, per character, as lm-eval's acc_norm)."""
+"""Specification of the "known" filter (a source's multiple-choice questions narrowed to those the scoring model
+already answers right when it scores the option texts: cloze, per character, as lm-eval's acc_norm) and of
+"cloze_answers" (each question keyed to the option the scoring model ranks first, taught as the letter format)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aloekit.config import parse_yaml
-from aloekit.data.known import cloze_requests, keep_known, known_by_cloze, scan_order
+from aloekit.data.known import cloze_requests, keep_known, known_by_cloze, relabel_by_cloze, scan_order
 from aloekit.data.mixture import MixtureConfig, build
 from aloekit.data.schema import MCQItem
 from aloekit.data.tally import Tally
@@ -149,3 +150,79 @@ def test_known_on_a_source_without_questions_is_refused_not_ignored(
     text = f"sources: [{{format: alpaca, path: {path}, name: chat, known: {{}}}}]\nresponder: {{model: x}}\n{NO_EVAL}"
     with pytest.raises(UserError, match="source 'chat' has 'known' but no multiple-choice questions"):
         build(parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture"), tmp_path / "o", log=lambda _: None)
+
+
+def test_cloze_answers_key_each_question_to_the_option_the_scorer_ranks_first_and_drop_the_explanation() -> None:
+    items = [
+        MCQItem(id="q1", question="Q1?", options=("b", "right one", "c"), answer=0, explanation="Because b."),
+        MCQItem(id="q2", question="Q2?", options=("right", "x", "y", "z"), answer=0),
+    ]
+    logs: list[str] = []
+    keyed = relabel_by_cloze(items, OptionScorer(), scan=None, label="x", tally=Tally(), log=logs.append)
+    assert [(q.id, q.answer, q.explanation) for q in keyed] == [("q1", 1, None), ("q2", 0, None)]
+    assert "1 differ from the source's key" in logs[0]
+
+
+def test_cloze_answers_scan_a_fixed_prefix_and_count_every_question_left_out() -> None:
+    items = [question(i, known=False) for i in range(10)]
+    tally = Tally()
+    keyed = relabel_by_cloze(items, OptionScorer(), scan=4, label="x", tally=tally, log=lambda _: None)
+    assert {q.id for q in keyed} == {q.id for q in scan_order(items)[:4]}
+    assert sum(tally.counts.values()) == 6
+
+
+def test_a_mixture_source_with_cloze_answers_teaches_only_plain_letters_of_the_scorers_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aloekit.config import EngineConfig
+
+    path = tmp_path / "mcq.jsonl"
+    path.write_text("".join(json.dumps(question(i, known=False).to_json()) + "\n" for i in range(3)))
+    monkeypatch.setattr(EngineConfig, "load", lambda self, **_: OptionScorer())
+    text = (
+        f"sources: [{{format: mcq, path: {path}, name: exam, cloze_answers: {{}}}}]\nvalidation: 0\n"
+        f"responder: {{model: x}}\nmcq: {{rotations: 4, plain_share: 0}}\n{NO_EVAL}"
+    )
+    build(parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture"), tmp_path / "o", log=lambda _: None)
+    train = [json.loads(line) for line in (tmp_path / "o" / "train.jsonl").read_text().splitlines()]
+    assert len(train) == 3 * 4  # plain_share 0 does not turn them into chats
+    for row in train:
+        assert row["plain"] is True
+        prompt, letter = row["messages"][0]["content"], row["messages"][1]["content"].strip()
+        # The taught letter is the one in front of "right answer" (the scorer's choice), not the source's key.
+        assert f"{letter}. right answer" in prompt
+    assert sorted(r["messages"][1]["content"] for r in train) == sorted([" A", " B", " C", " D"] * 3)
+
+
+def test_known_and_cloze_answers_on_one_source_is_a_config_error(tmp_path: Path) -> None:
+    text = (
+        f"sources: [{{format: mcq, path: {tmp_path / 'x.jsonl'}, name: exam, known: {{}}, cloze_answers: {{}}}}]\n"
+        f"responder: {{model: x}}\n{NO_EVAL}"
+    )
+    with pytest.raises(UserError, match="give 'known' or 'cloze_answers', not both"):
+        parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture")
+
+
+def test_cloze_answers_without_any_scorer_is_a_config_error_naming_the_source(tmp_path: Path) -> None:
+    text = f"sources: [{{format: mcq, path: {tmp_path / 'x.jsonl'}, name: exam, cloze_answers: {{}}}}]\n{NO_EVAL}"
+    with pytest.raises(UserError, match="source 'exam' has 'cloze_answers' but nothing scores its questions"):
+        parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture")
+
+
+def test_cloze_answers_key_the_chosen_side_of_medical_preference_pairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aloekit.config import EngineConfig
+    from aloekit.data.prefs_build import PrefsConfig, build_prefs
+
+    path = tmp_path / "mcq.jsonl"
+    path.write_text("".join(json.dumps(question(i, known=False).to_json()) + "\n" for i in range(2)))
+    monkeypatch.setattr(EngineConfig, "load", lambda self, **_: OptionScorer())
+    text = (
+        f"validation: 0\nmedical: {{sources: [{{format: mcq, path: {path}, name: exam, cloze_answers: {{}}}}], "
+        f"rejected: wrong_option, option_text: true, policy: {{model: x}}}}\n{NO_EVAL}"
+    )
+    build_prefs(parse_yaml(text, PrefsConfig, source="p.yaml", what="prefs"), tmp_path / "p", log=lambda _: None)
+    pairs = [json.loads(line) for line in (tmp_path / "p" / "train.jsonl").read_text().splitlines()]
+    assert len(pairs) == 2
+    assert all("right answer" in p["chosen"][-1]["content"] for p in pairs)

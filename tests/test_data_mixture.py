@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -339,6 +340,24 @@ def test_a_plain_share_teaches_that_share_of_mcqs_as_lm_eval_style_completions(t
     plain = [s for s in samples if s is not None and s.plain]
     assert 0.24 < len(plain) / len(samples) < 0.36
     assert {s.messages[1]["content"] for s in plain} == {" A", " B", " C", " D"}
+
+
+def test_a_sources_own_plain_share_overrides_the_mixtures(tmp_path: Path) -> None:
+    for name, stem in (("chat", "q"), ("plain", "r")):
+        rows = [
+            {"id": f"{stem}{i}", "question": f"{stem} {i}?", "options": ["a", "b", "c", "d"], "answer": 0}
+            for i in range(40)
+        ]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = (
+        f"sources:\n  - {{format: mcq, path: {tmp_path / 'chat.jsonl'}, name: exam, plain_share: 0}}\n"
+        f"  - {{format: mcq, path: {tmp_path / 'plain.jsonl'}, name: drill}}\n"
+        f"validation: 0\nnear_dedup: false\nmcq: {{plain_share: 1}}\n{NO_EVAL}"
+    )
+    build(parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture"), tmp_path / "o", log=lambda _: None)
+    rows = [json.loads(line) for line in (tmp_path / "o" / "train.jsonl").read_text().splitlines()]
+    plain = Counter(r["source"] for r in rows if r.get("plain"))
+    assert plain == {"drill": 40}, plain
 
 
 def test_parts_of_one_source_are_disjoint_cover_it_and_keep_their_items_whatever_the_limit(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from pydantic import Field
@@ -24,7 +25,18 @@ from aloekit.engines.base import Engine, LoglikelihoodRequest
 from aloekit.errors import UserError
 from aloekit.evaluation import prompts
 
-__all__ = ["KnownFilter", "cloze_requests", "keep_known", "known_by_cloze", "narrow_to_known", "scan_order"]
+__all__ = [
+    "ClozeAnswers",
+    "KnownFilter",
+    "answer_by_cloze",
+    "cloze_choice",
+    "cloze_requests",
+    "keep_known",
+    "known_by_cloze",
+    "narrow_to_known",
+    "relabel_by_cloze",
+    "scan_order",
+]
 
 
 class KnownFilter(_Config):
@@ -41,6 +53,22 @@ class KnownFilter(_Config):
     )
 
 
+class ClozeAnswers(_Config):
+    """Teach a source's multiple-choice questions as the letter format alone: each question's key becomes the option
+    a scoring model ranks first by option text (its own cloze answer), so the letter it is taught is the one its
+    own reading of the options supports (bench/binding_probe.py)."""
+
+    scan: int | None = Field(
+        None,
+        ge=1,
+        description="Score at most this many of the source's questions, taken in a fixed order (a hash of the id), "
+        "and drop the rest: scoring costs about 0.1 s a question on 2 CPU cores. None scores every question.",
+    )
+    scorer: EngineConfig | None = Field(
+        None, description="The model whose cloze answers are taught (default: the mixture's responder)."
+    )
+
+
 def scan_order(items: Sequence[MCQItem]) -> list[MCQItem]:
     """``items`` in a fixed order that depends on the ids only (not on file order, seed or other settings)."""
     return sorted(items, key=lambda i: hashlib.sha256(i.id.encode()).hexdigest())
@@ -52,10 +80,33 @@ def cloze_requests(item: MCQItem) -> list[LoglikelihoodRequest]:
     return [LoglikelihoodRequest(context, prompts.TARGET_DELIMITER + option) for option in item.options]
 
 
+def cloze_choice(item: MCQItem, logprobs: Sequence[float]) -> int:
+    """The option with the highest log-likelihood per character (lm-eval's acc_norm choice); the first on a tie."""
+    per_char = np.asarray(logprobs, dtype=float) / np.array([float(max(len(o), 1)) for o in item.options])
+    return int(np.argmax(per_char))
+
+
 def known_by_cloze(item: MCQItem, logprobs: Sequence[float]) -> bool:
     """Whether the key has the highest log-likelihood per character among the options (lm-eval's acc_norm)."""
-    per_char = np.asarray(logprobs, dtype=float) / np.array([float(len(o)) for o in item.options])
-    return int(np.argmax(per_char)) == item.answer
+    return cloze_choice(item, logprobs) == item.answer
+
+
+def _scan(
+    items: Sequence[MCQItem], engine: Engine, scan: int | None, tally: Tally, stage: str
+) -> list[tuple[MCQItem, int]]:
+    """The first ``scan`` of ``items`` in :func:`scan_order`, each with its cloze choice under ``engine``; the
+    others are counted in ``tally`` as dropped at ``stage``."""
+    ordered = scan_order(items)
+    scanned = ordered[:scan]  # every question when scan is None
+    for item in ordered[len(scanned) :]:
+        tally.drop(stage, f"beyond the questions scanned ({stage}.scan)", item.id)
+    requests = [cloze_requests(item) for item in scanned]
+    flat = engine.loglikelihood([r for rs in requests for r in rs], progress=True)
+    out, at = [], 0
+    for item, rs in zip(scanned, requests, strict=True):
+        out.append((item, cloze_choice(item, [x.logprob for x in flat[at : at + len(rs)]])))
+        at += len(rs)
+    return out
 
 
 def keep_known(
@@ -69,21 +120,13 @@ def keep_known(
 ) -> list[MCQItem]:
     """The questions among ``items`` (the first ``scan`` in :func:`scan_order`) whose key ``engine`` ranks first by
     option text, in their original order; every other question is dropped and counted in ``tally``."""
-    ordered = scan_order(items)
-    scanned = ordered[:scan]  # every question when scan is None
-    skipped = ordered[len(scanned) :]
-    for item in skipped:
-        tally.drop("known", "beyond the questions scanned (known.scan)", item.id)
-    requests = [cloze_requests(item) for item in scanned]
-    flat = engine.loglikelihood([r for rs in requests for r in rs], progress=True)
+    scanned = _scan(items, engine, scan, tally, "known")
     known: set[str] = set()
-    at = 0
-    for item, rs in zip(scanned, requests, strict=True):
-        if known_by_cloze(item, [x.logprob for x in flat[at : at + len(rs)]]):
+    for item, choice in scanned:
+        if choice == item.answer:
             known.add(item.id)
         else:
             tally.drop("known", "the scorer does not rank the key first by option text", item.id)
-        at += len(rs)
     log(f"{label}: {len(known)} of {len(scanned)} questions scanned are answered right by option text")
     return [item for item in items if item.id in known]
 
@@ -108,5 +151,52 @@ def narrow_to_known(
     engine = scorer.load()
     try:
         return keep_known(questions, engine, scan=known.scan, label=label, tally=tally, log=log)
+    finally:
+        engine.close()
+
+
+def relabel_by_cloze(
+    items: Sequence[MCQItem],
+    engine: Engine,
+    *,
+    scan: int | None,
+    label: str,
+    tally: Tally,
+    log: Callable[[str], None],
+) -> list[MCQItem]:
+    """The first ``scan`` of ``items`` in :func:`scan_order`, in their original order, each keyed to ``engine``'s
+    cloze choice, explanation dropped (it argues for the source's key); every other question is counted in
+    ``tally``."""
+    scanned = _scan(items, engine, scan, tally, "cloze_answers")
+    choice = {item.id: c for item, c in scanned}
+    changed = sum(c != item.answer for item, c in scanned)
+    log(
+        f"{label}: {len(scanned)} questions keyed to the scorer's cloze answer ({changed} differ from the source's key)"
+    )
+    return [replace(item, answer=choice[item.id], explanation=None) for item in items if item.id in choice]
+
+
+def answer_by_cloze(
+    questions: Sequence[MCQItem],
+    cloze: ClozeAnswers,
+    default_scorer: EngineConfig | None,
+    *,
+    label: str,
+    tally: Tally,
+    log: Callable[[str], None],
+) -> list[MCQItem]:
+    """:func:`relabel_by_cloze` with the source's scorer (``cloze.scorer``, else ``default_scorer``) loaded for the
+    scan and closed after it; a source with no questions, or no scorer, is a :class:`UserError`."""
+    if not questions:
+        raise UserError(
+            f"source '{label}' has 'cloze_answers' but no multiple-choice questions: remove 'cloze_answers' from it"
+        )
+    scorer = cloze.scorer or default_scorer
+    if scorer is None:
+        raise UserError(f"source '{label}': cloze_answers needs a scorer: set cloze_answers.scorer")
+    log(f"{label}: scoring {len(questions)} questions by option text to key each to the model's own choice")
+    engine = scorer.load()
+    try:
+        return relabel_by_cloze(questions, engine, scan=cloze.scan, label=label, tally=tally, log=log)
     finally:
         engine.close()

@@ -25,7 +25,7 @@ from aloekit.data.clean import CleanConfig, clean_harmful, clean_mcq, clean_pair
 from aloekit.data.cot import explanation_cot
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import exact_dedup
-from aloekit.data.known import narrow_to_known
+from aloekit.data.known import answer_by_cloze, narrow_to_known
 from aloekit.data.mixture import ReasoningConfig, SourceEntry, balanced, load_entry, teacher_reasoning
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import BenignItem
@@ -174,6 +174,8 @@ def _records(
         records = load_entry(entry, config.data_dir, tally)
         if entry.known is not None:
             records = _known(entry, records, config, tally, log)
+        if entry.cloze_answers is not None:
+            records = _cloze_answers(entry, records, config, tally, log)
         if entry.cap is not None and len(records) > entry.cap:
             # A seeded sample across the whole source (the first rows of MedSafetyBench are all one category).
             records = random.Random(f"{config.seed}:{entry.label}").sample(records, entry.cap)
@@ -198,6 +200,19 @@ def _known(
         raise UserError(f"source '{entry.label}' has 'known', which applies to multiple-choice sources only")
     policy = config.medical.policy if config.medical is not None else None
     return narrow_to_known(questions, entry.known, policy, label=entry.label, tally=tally, log=log)
+
+
+def _cloze_answers(
+    entry: SourceEntry, records: list[Any], config: PrefsConfig, tally: Tally, log: Callable[[str], None]
+) -> list[Any]:
+    """The multiple-choice questions of ``entry`` keyed to its scorer's (default: the medical policy) cloze answer
+    (:mod:`aloekit.data.known`): the pairs then prefer the letter the model's own reading of the options supports."""
+    assert entry.cloze_answers is not None
+    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
+    if len(questions) != len(records):
+        raise UserError(f"source '{entry.label}' has 'cloze_answers', which applies to multiple-choice sources only")
+    policy = config.medical.policy if config.medical is not None else None
+    return answer_by_cloze(questions, entry.cloze_answers, policy, label=entry.label, tally=tally, log=log)
 
 
 def _medical(

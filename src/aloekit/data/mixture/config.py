@@ -12,7 +12,7 @@ from aloekit.config import EngineConfig, _Config
 from aloekit.data.clean import CleanConfig
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import DedupConfig
-from aloekit.data.known import KnownFilter
+from aloekit.data.known import ClozeAnswers, KnownFilter
 from aloekit.data.prefs import check_styles
 
 
@@ -45,6 +45,20 @@ class SourceEntry(_Config):
         description="Keep only the multiple-choice questions a model already answers right by option text "
         "(aloekit.data.known): {scan: N} scores the first N in a fixed order with the mixture's responder.",
     )
+    plain_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of this source's multiple-choice questions taught as plain letter-format samples "
+        "(default: mcq.plain_share); 1 with cloze_answers, whatever is set here.",
+    )
+    cloze_answers: ClozeAnswers | None = Field(
+        None,
+        description="Teach the letter format, not the source's facts: each multiple-choice question is keyed to the "
+        "option the scorer ranks first by option text (its own cloze answer) and taught only as a plain "
+        "letter-format sample (explanations dropped), so no letter prior and no answer it cannot reach is taught "
+        "(bench/RESULTS.md, 'Letter binding'). {scan: N} scores the first N in a fixed order.",
+    )
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SourceEntry:
@@ -52,6 +66,10 @@ class SourceEntry(_Config):
             raise ValueError("give 'source' (a registered name) or 'format' with 'path' or 'hub'")
         if self.source is None and self.path is None and self.hub is None:
             raise ValueError(f"format '{self.format}' needs 'path' (a local file) or 'hub' (a dataset id)")
+        if self.known is not None and self.cloze_answers is not None:
+            raise ValueError(
+                "give 'known' or 'cloze_answers', not both (a known question's key already is its cloze answer)"
+            )
         if self.part is not None and not 0 <= self.part[0] < self.part[1] <= 1:
             raise ValueError(f"part {list(self.part)}: give [start, end] with 0 <= start < end <= 1")
         return self
@@ -194,9 +212,10 @@ class MixtureConfig(_Config):
     @model_validator(mode="after")
     def _known_has_a_scorer(self) -> MixtureConfig:
         for source in self.sources:
-            if source.known is not None and source.known.scorer is None and self.responder is None:
-                raise ValueError(
-                    f"source '{source.label}' has 'known' but nothing scores its questions: set known.scorer, or the "
-                    "mixture's responder (e.g. responder: {model: smollm2-135m-instruct})"
-                )
+            for name, option in (("known", source.known), ("cloze_answers", source.cloze_answers)):
+                if option is not None and option.scorer is None and self.responder is None:
+                    raise ValueError(
+                        f"source '{source.label}' has '{name}' but nothing scores its questions: set {name}.scorer, "
+                        "or the mixture's responder (e.g. responder: {model: smollm2-135m-instruct})"
+                    )
         return self

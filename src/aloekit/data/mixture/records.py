@@ -67,17 +67,20 @@ def to_chat(
     tally: Tally,
     *,
     original: MCQItem | None = None,
+    plain_share: float | None = None,
 ) -> tuple[ChatSample | None, str]:
     """A chat sample for SFT (or None, counted), and where an MCQ's reasoning came from: teacher, explanation or
     none (answer only); "n/a" for other records. ``original``: the question a rotated copy was made from (its
-    id picks the format, so all copies of one question share it, and keys its teacher reasoning)."""
+    id picks the format, so all copies of one question share it, and keys its teacher reasoning). ``plain_share``: the
+    source's own share of MCQs taught as plain letter-format samples (default: ``mcq.plain_share``)."""
     if isinstance(record, MCQItem):
         source = original or record
         if original is not None:
             item = record  # already rotated
         else:
             item = balanced(record, config.seed) if config.mcq.balance_letters else record
-        if config.mcq.plain_share and _hash_share("plain", source.id, config.seed) < config.mcq.plain_share:
+        share = config.mcq.plain_share if plain_share is None else plain_share
+        if share and _hash_share("plain", source.id, config.seed) < share:
             return _relabel(mcq_to_plain(item, seed=config.seed), label), "plain"
         reasoning, origin = teacher.get(source.id), "teacher"
         if reasoning is None and config.cot.explanations:

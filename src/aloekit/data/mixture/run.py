@@ -21,7 +21,7 @@ from aloekit.data import dataset
 from aloekit.data import decontaminate as dc
 from aloekit.data.card import mixture_card
 from aloekit.data.dedup import exact_dedup, near_dedup
-from aloekit.data.known import narrow_to_known
+from aloekit.data.known import answer_by_cloze, narrow_to_known
 from aloekit.data.mixture.config import MixtureConfig, SourceEntry
 from aloekit.data.mixture.records import (
     Record,
@@ -73,6 +73,7 @@ def build(
     teacher = teacher_reasoning(config.cot.teacher)
     styled: dict[str, tuple[str, list[HarmfulRequest]]] = {}
     rotations: dict[str, tuple[str, MCQItem, list[MCQItem]]] = {}
+    plain_shares: dict[str, float] = {}  # per source, where it differs from mcq.plain_share
     for source in config.sources:
         label = source.label
         spec = SOURCES.get(source.source or "")
@@ -89,6 +90,14 @@ def build(
             before_known = len(cleaned)
             cleaned = _keep_known(cleaned, source, config, tally, log)
             funnel[label]["not known by the scorer"] = before_known - len(cleaned)
+        if source.cloze_answers is not None:
+            before_scan = len(cleaned)
+            cleaned = _answer_by_cloze(cleaned, source, config, tally, log)
+            funnel[label]["beyond the cloze scan"] = before_scan - len(cleaned)
+        if source.cloze_answers is not None:
+            plain_shares[label] = 1.0  # the letter format alone: the keys are the scorer's, not the source's
+        elif source.plain_share is not None:
+            plain_shares[label] = source.plain_share
         for record in cleaned:
             key = content_key(record)
             if isinstance(record, HarmfulRequest):
@@ -103,7 +112,7 @@ def build(
                 copies = rotated(record, config.mcq.rotations, config.seed)
                 if len(copies) > 1:
                     rotations[f"{label}:{record.id}"] = (label, record, copies)
-            sample, origin = to_chat(record, label, config, teacher, tally)
+            sample, origin = to_chat(record, label, config, teacher, tally, plain_share=plain_shares.get(label))
             if sample is None:
                 funnel[label]["unusable"] += 1
                 continue
@@ -149,7 +158,8 @@ def build(
         if rotation is not None:
             label, original, copies = rotation
             for copy in copies:
-                sample = to_chat(copy, label, config, teacher, tally, original=original)[0]
+                own_share = plain_shares.get(label)
+                sample = to_chat(copy, label, config, teacher, tally, original=original, plain_share=own_share)[0]
                 if sample is not None:
                     unique.append(sample)
             continue
@@ -223,6 +233,22 @@ def _keep_known(
     found = narrow_to_known(questions, source.known, config.responder, label=source.label, tally=tally, log=log)
     kept = {q.id for q in found}
     return [r for r in records if not isinstance(r, MCQItem) or len(r.options) < 2 or r.id in kept]
+
+
+def _answer_by_cloze(
+    records: list[Record], source: SourceEntry, config: MixtureConfig, tally: Tally, log: Callable[[str], None]
+) -> list[Record]:
+    """``records`` with their multiple-choice questions keyed to the scorer's (default: the mixture's responder)
+    cloze answer (:mod:`aloekit.data.known`); other records pass unchanged."""
+    assert source.cloze_answers is not None
+    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
+    found = answer_by_cloze(questions, source.cloze_answers, config.responder, label=source.label, tally=tally, log=log)
+    keyed = {q.id: q for q in found}
+    return [
+        keyed.get(r.id, r) if isinstance(r, MCQItem) else r
+        for r in records
+        if not isinstance(r, MCQItem) or len(r.options) < 2 or r.id in keyed
+    ]
 
 
 def _answer_benign(
