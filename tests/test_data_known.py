@@ -152,14 +152,14 @@ def test_known_on_a_source_without_questions_is_refused_not_ignored(
         build(parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture"), tmp_path / "o", log=lambda _: None)
 
 
-def test_cloze_answers_key_each_question_to_the_option_the_scorer_ranks_first_and_drop_the_explanation() -> None:
+def test_cloze_answers_key_each_question_to_the_option_the_scorer_ranks_first() -> None:
     items = [
         MCQItem(id="q1", question="Q1?", options=("b", "right one", "c"), answer=0, explanation="Because b."),
         MCQItem(id="q2", question="Q2?", options=("right", "x", "y", "z"), answer=0),
     ]
     logs: list[str] = []
     keyed = relabel_by_cloze(items, OptionScorer(), scan=None, label="x", tally=Tally(), log=logs.append)
-    assert [(q.id, q.answer, q.explanation) for q in keyed] == [("q1", 1, None), ("q2", 0, None)]
+    assert [(q.id, q.answer) for q in keyed] == [("q1", 1), ("q2", 0)]
     assert "1 differ from the source's key" in logs[0]
 
 
@@ -226,3 +226,37 @@ def test_cloze_answers_key_the_chosen_side_of_medical_preference_pairs(
     pairs = [json.loads(line) for line in (tmp_path / "p" / "train.jsonl").read_text().splitlines()]
     assert len(pairs) == 2
     assert all("right answer" in p["chosen"][-1]["content"] for p in pairs)
+
+
+def test_cloze_answers_cannot_feed_pairs_that_choose_the_sources_explanation(tmp_path: Path) -> None:
+    from aloekit.data.prefs_build import PrefsConfig, build_prefs
+
+    path = tmp_path / "mcq.jsonl"
+    path.write_text(json.dumps(question(0, known=False).to_json()) + "\n")
+    text = (
+        f"validation: 0\nmedical: {{sources: [{{format: mcq, path: {path}, name: exam, cloze_answers: {{}}}}], "
+        f"rejected: policy, policy: {{model: x}}}}\n{NO_EVAL}"
+    )
+    with pytest.raises(UserError, match="source 'exam' has 'cloze_answers', but rejected: policy"):
+        build_prefs(parse_yaml(text, PrefsConfig, source="p.yaml", what="prefs"), tmp_path / "p", log=lambda _: None)
+
+
+def test_cloze_keyed_answer_format_pairs_choose_the_scorers_option_over_starting_to_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from aloekit.config import EngineConfig
+    from aloekit.data.prefs_build import PrefsConfig, build_prefs
+
+    path = tmp_path / "mcq.jsonl"
+    item = replace(question(0, known=False), explanation="The c option is what the textbook says about this.")
+    path.write_text(json.dumps(item.to_json()) + "\n")
+    monkeypatch.setattr(EngineConfig, "load", lambda self, **_: OptionScorer())
+    text = (
+        f"validation: 0\nmedical: {{sources: [{{format: mcq, path: {path}, name: exam, "
+        f"cloze_answers: {{scorer: {{model: x}}}}}}], rejected: reasoning, option_text: true}}\n{NO_EVAL}"
+    )
+    build_prefs(parse_yaml(text, PrefsConfig, source="p.yaml", what="prefs"), tmp_path / "p", log=lambda _: None)
+    pairs = [json.loads(line) for line in (tmp_path / "p" / "train.jsonl").read_text().splitlines()]
+    assert [p["chosen"][-1]["content"] for p in pairs] == ["Answer: A. right answer"]

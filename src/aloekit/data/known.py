@@ -165,15 +165,16 @@ def relabel_by_cloze(
     log: Callable[[str], None],
 ) -> list[MCQItem]:
     """The first ``scan`` of ``items`` in :func:`scan_order`, in their original order, each keyed to ``engine``'s
-    cloze choice, explanation dropped (it argues for the source's key); every other question is counted in
-    ``tally``."""
+    cloze choice; every other question is counted in ``tally``. The explanation is kept for what only restates
+    the question from it (answer-format pairs' rejected start); it argues for the source's key, so nothing may
+    teach it as the reasoning behind the new key (the mixture teaches these questions as plain letters only)."""
     scanned = _scan(items, engine, scan, tally, "cloze_answers")
     choice = {item.id: c for item, c in scanned}
     changed = sum(c != item.answer for item, c in scanned)
     log(
         f"{label}: {len(scanned)} questions keyed to the scorer's cloze answer ({changed} differ from the source's key)"
     )
-    return [replace(item, answer=choice[item.id], explanation=None) for item in items if item.id in choice]
+    return [replace(item, answer=choice[item.id]) for item in items if item.id in choice]
 
 
 def answer_by_cloze(

@@ -295,6 +295,12 @@ def build_prefs(
 
     if config.medical is not None:
         m = config.medical
+        keyed = [e.label for e in m.sources if e.cloze_answers is not None]
+        if keyed and m.rejected == "policy":
+            raise UserError(
+                f"source '{keyed[0]}' has 'cloze_answers', but rejected: policy chooses the source's explanation, "
+                "which argues for the source's key: use rejected: wrong_option, policy_answer or reasoning"
+            )
         items = [
             c for r in _records(m.sources, MCQItem, config, tally, log) if (c := clean_mcq(r, config.clean, tally))
         ]
