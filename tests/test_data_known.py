@@ -203,6 +203,15 @@ def test_known_and_cloze_answers_on_one_source_is_a_config_error(tmp_path: Path)
         parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture")
 
 
+def test_cloze_answers_with_a_plain_share_below_one_is_a_config_error(tmp_path: Path) -> None:
+    text = (
+        f"sources: [{{format: mcq, path: {tmp_path / 'x.jsonl'}, name: exam, cloze_answers: {{}}, plain_share: 0.5}}]"
+        f"\nresponder: {{model: x}}\n{NO_EVAL}"
+    )
+    with pytest.raises(UserError, match=r"plain_share 0\.5 with cloze_answers"):
+        parse_yaml(text, MixtureConfig, source="t.yaml", what="mixture")
+
+
 def test_cloze_answers_without_any_scorer_is_a_config_error_naming_the_source(tmp_path: Path) -> None:
     text = f"sources: [{{format: mcq, path: {tmp_path / 'x.jsonl'}, name: exam, cloze_answers: {{}}}}]\n{NO_EVAL}"
     with pytest.raises(UserError, match="source 'exam' has 'cloze_answers' but nothing scores its questions"):

@@ -50,13 +50,14 @@ class SourceEntry(_Config):
         ge=0,
         le=1,
         description="Share of this source's multiple-choice questions taught as plain letter-format samples "
-        "(default: mcq.plain_share); 1 with cloze_answers, whatever is set here.",
+        "(default: mcq.plain_share; always 1 with cloze_answers).",
     )
     cloze_answers: ClozeAnswers | None = Field(
         None,
         description="Teach the letter format, not the source's facts: each multiple-choice question is keyed to the "
         "option the scorer ranks first by option text (its own cloze answer) and taught only as a plain "
-        "letter-format sample (explanations dropped), so no letter prior and no answer it cannot reach is taught "
+        "letter-format sample (never with its explanation, which argues for the source's key), so no letter prior "
+        "and no answer it cannot reach is taught "
         "(bench/RESULTS.md, 'Letter binding'). {scan: N} scores the first N in a fixed order.",
     )
 
@@ -69,6 +70,11 @@ class SourceEntry(_Config):
         if self.known is not None and self.cloze_answers is not None:
             raise ValueError(
                 "give 'known' or 'cloze_answers', not both (a known question's key already is its cloze answer)"
+            )
+        if self.cloze_answers is not None and self.plain_share not in (None, 1):
+            raise ValueError(
+                f"plain_share {self.plain_share} with cloze_answers: their keys are the scorer's, taught as plain "
+                "letters only; remove plain_share"
             )
         if self.part is not None and not 0 <= self.part[0] < self.part[1] <= 1:
             raise ValueError(f"part {list(self.part)}: give [start, end] with 0 <= start < end <= 1")

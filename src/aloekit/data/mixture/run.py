@@ -94,7 +94,6 @@ def build(
             before_scan = len(cleaned)
             cleaned = _answer_by_cloze(cleaned, source, config, tally, log)
             funnel[label]["beyond the cloze scan"] = before_scan - len(cleaned)
-        if source.cloze_answers is not None:
             plain_shares[label] = 1.0  # the letter format alone: the keys are the scorer's, not the source's
         elif source.plain_share is not None:
             plain_shares[label] = source.plain_share
