@@ -142,15 +142,32 @@ def narrow_to_known(
 ) -> list[MCQItem]:
     """:func:`keep_known` with the source's scorer (``known.scorer``, else ``default_scorer``) loaded for the scan
     and closed after it; a source with no questions, or no scorer, is a :class:`UserError`."""
-    if not questions:
-        raise UserError(f"source '{label}' has 'known' but no multiple-choice questions: remove 'known' from it")
-    scorer = known.scorer or default_scorer
-    if scorer is None:
-        raise UserError(f"source '{label}': known needs a scorer: set known.scorer")
     log(f"{label}: scoring {len(questions)} questions by option text to keep those the model answers right")
+    return _with_scorer(
+        questions,
+        "known",
+        known.scorer or default_scorer,
+        label,
+        lambda engine: keep_known(questions, engine, scan=known.scan, label=label, tally=tally, log=log),
+    )
+
+
+def _with_scorer(
+    questions: Sequence[MCQItem],
+    option: str,
+    scorer: EngineConfig | None,
+    label: str,
+    run: Callable[[Engine], list[MCQItem]],
+) -> list[MCQItem]:
+    """``run`` with ``scorer`` loaded, closed after it; a source's ``option`` with no questions to score, or nothing
+    to score them, is a :class:`UserError`."""
+    if not questions:
+        raise UserError(f"source '{label}' has '{option}' but no multiple-choice questions: remove '{option}' from it")
+    if scorer is None:
+        raise UserError(f"source '{label}': {option} needs a scorer: set {option}.scorer")
     engine = scorer.load()
     try:
-        return keep_known(questions, engine, scan=known.scan, label=label, tally=tally, log=log)
+        return run(engine)
     finally:
         engine.close()
 
@@ -188,16 +205,11 @@ def answer_by_cloze(
 ) -> list[MCQItem]:
     """:func:`relabel_by_cloze` with the source's scorer (``cloze.scorer``, else ``default_scorer``) loaded for the
     scan and closed after it; a source with no questions, or no scorer, is a :class:`UserError`."""
-    if not questions:
-        raise UserError(
-            f"source '{label}' has 'cloze_answers' but no multiple-choice questions: remove 'cloze_answers' from it"
-        )
-    scorer = cloze.scorer or default_scorer
-    if scorer is None:
-        raise UserError(f"source '{label}': cloze_answers needs a scorer: set cloze_answers.scorer")
     log(f"{label}: scoring {len(questions)} questions by option text to key each to the model's own choice")
-    engine = scorer.load()
-    try:
-        return relabel_by_cloze(questions, engine, scan=cloze.scan, label=label, tally=tally, log=log)
-    finally:
-        engine.close()
+    return _with_scorer(
+        questions,
+        "cloze_answers",
+        cloze.scorer or default_scorer,
+        label,
+        lambda engine: relabel_by_cloze(questions, engine, scan=cloze.scan, label=label, tally=tally, log=log),
+    )

@@ -172,10 +172,8 @@ def _records(
     out = []
     for entry in entries:
         records = load_entry(entry, config.data_dir, tally)
-        if entry.known is not None:
-            records = _known(entry, records, config, tally, log)
-        if entry.cloze_answers is not None:
-            records = _cloze_answers(entry, records, config, tally, log)
+        if entry.known is not None or entry.cloze_answers is not None:
+            records = _by_scorer(entry, records, config, tally, log)
         if entry.cap is not None and len(records) > entry.cap:
             # A seeded sample across the whole source (the first rows of MedSafetyBench are all one category).
             records = random.Random(f"{config.seed}:{entry.label}").sample(records, entry.cap)
@@ -189,29 +187,20 @@ def _records(
     return out
 
 
-def _known(
+def _by_scorer(
     entry: SourceEntry, records: list[Any], config: PrefsConfig, tally: Tally, log: Callable[[str], None]
 ) -> list[Any]:
-    """The multiple-choice questions of ``entry`` that its scorer (default: the medical policy) already answers right
-    by option text (:mod:`aloekit.data.known`)."""
-    assert entry.known is not None
+    """The multiple-choice questions of ``entry`` narrowed by ``known`` to those its scorer (default: the medical
+    policy) already answers right by option text, or keyed by ``cloze_answers`` to that scorer's own choice, so the
+    pairs prefer the letter the model's reading of the options supports (:mod:`aloekit.data.known`)."""
+    option = "known" if entry.known is not None else "cloze_answers"
     questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
     if len(questions) != len(records):
-        raise UserError(f"source '{entry.label}' has 'known', which applies to multiple-choice sources only")
+        raise UserError(f"source '{entry.label}' has '{option}', which applies to multiple-choice sources only")
     policy = config.medical.policy if config.medical is not None else None
-    return narrow_to_known(questions, entry.known, policy, label=entry.label, tally=tally, log=log)
-
-
-def _cloze_answers(
-    entry: SourceEntry, records: list[Any], config: PrefsConfig, tally: Tally, log: Callable[[str], None]
-) -> list[Any]:
-    """The multiple-choice questions of ``entry`` keyed to its scorer's (default: the medical policy) cloze answer
-    (:mod:`aloekit.data.known`): the pairs then prefer the letter the model's own reading of the options supports."""
+    if entry.known is not None:
+        return narrow_to_known(questions, entry.known, policy, label=entry.label, tally=tally, log=log)
     assert entry.cloze_answers is not None
-    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
-    if len(questions) != len(records):
-        raise UserError(f"source '{entry.label}' has 'cloze_answers', which applies to multiple-choice sources only")
-    policy = config.medical.policy if config.medical is not None else None
     return answer_by_cloze(questions, entry.cloze_answers, policy, label=entry.label, tally=tally, log=log)
 
 
