@@ -39,34 +39,28 @@ __all__ = [
 ]
 
 
-class KnownFilter(_Config):
-    """Train only on the questions of a source that a scoring model already answers right by option text."""
+class _OptionScan(_Config):
+    """Which of a source's questions a model scores by option text, and which model."""
 
     scan: int | None = Field(
         None,
         ge=1,
         description="Score at most this many of the source's questions, taken in a fixed order (a hash of the id), "
-        "and drop the rest: scoring costs about 0.2 s a question on 2 CPU cores. None scores every question.",
+        "and drop the rest: scoring costs 0.1-0.2 s a question on 2 CPU cores. None scores every question.",
     )
     scorer: EngineConfig | None = Field(
         None, description="The model that scores the options (default: the mixture's responder)."
     )
 
 
-class ClozeAnswers(_Config):
-    """Teach a source's multiple-choice questions as the letter format alone: each question's key becomes the option
-    a scoring model ranks first by option text (its own cloze answer), so the letter it is taught is the one its
-    own reading of the options supports (bench/binding_probe.py)."""
+class KnownFilter(_OptionScan):
+    """Train only on the questions of a source that a scoring model already answers right by option text."""
 
-    scan: int | None = Field(
-        None,
-        ge=1,
-        description="Score at most this many of the source's questions, taken in a fixed order (a hash of the id), "
-        "and drop the rest: scoring costs about 0.1 s a question on 2 CPU cores. None scores every question.",
-    )
-    scorer: EngineConfig | None = Field(
-        None, description="The model whose cloze answers are taught (default: the mixture's responder)."
-    )
+
+class ClozeAnswers(_OptionScan):
+    """Teach a source's multiple-choice questions as the letter format alone: each question's key becomes the option
+    the scoring model ranks first by option text (its own cloze answer), so the letter it is taught is the one its
+    own reading of the options supports (bench/binding_probe.py)."""
 
 
 def scan_order(items: Sequence[MCQItem]) -> list[MCQItem]:
