@@ -29,6 +29,7 @@ __all__ = [
     "ClozeAnswers",
     "KnownFilter",
     "answer_by_cloze",
+    "apply_option_scan",
     "cloze_choice",
     "cloze_requests",
     "keep_known",
@@ -207,3 +208,29 @@ def answer_by_cloze(
         label,
         lambda engine: relabel_by_cloze(questions, engine, scan=cloze.scan, label=label, tally=tally, log=log),
     )
+
+
+def apply_option_scan(
+    records: Sequence[object],
+    *,
+    known: KnownFilter | None,
+    cloze: ClozeAnswers | None,
+    default_scorer: EngineConfig | None,
+    label: str,
+    tally: Tally,
+    log: Callable[[str], None],
+) -> list[object]:
+    """``records`` with their multiple-choice questions narrowed by ``known`` or keyed by ``cloze`` (at most one is
+    set), in their order; every other record passes unchanged."""
+    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
+    if known is not None:
+        found = narrow_to_known(questions, known, default_scorer, label=label, tally=tally, log=log)
+    else:
+        assert cloze is not None
+        found = answer_by_cloze(questions, cloze, default_scorer, label=label, tally=tally, log=log)
+    by_id = {q.id: q for q in found}
+    return [
+        by_id.get(r.id, r) if isinstance(r, MCQItem) else r
+        for r in records
+        if not isinstance(r, MCQItem) or len(r.options) < 2 or r.id in by_id
+    ]

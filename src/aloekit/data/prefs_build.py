@@ -25,7 +25,7 @@ from aloekit.data.clean import CleanConfig, clean_harmful, clean_mcq, clean_pair
 from aloekit.data.cot import explanation_cot
 from aloekit.data.decontaminate import DecontamConfig
 from aloekit.data.dedup import exact_dedup
-from aloekit.data.known import answer_by_cloze, narrow_to_known
+from aloekit.data.known import apply_option_scan
 from aloekit.data.mixture import ReasoningConfig, SourceEntry, balanced, load_entry, teacher_reasoning
 from aloekit.data.schema import ChatSample, HarmfulRequest, MCQItem, PreferencePair
 from aloekit.data.sources import BenignItem
@@ -78,6 +78,16 @@ class MedicalPrefs(_Config):
     reasoning_words: int = Field(
         48, ge=3, description="reasoning only: the rejected reply's length in words (cut at a sentence end)."
     )
+
+    @model_validator(mode="after")
+    def _cloze_keys_need_no_explanation(self) -> MedicalPrefs:
+        keyed = [e.label for e in self.sources if e.cloze_answers is not None]
+        if keyed and self.rejected == "policy":
+            raise ValueError(
+                f"source '{keyed[0]}' has 'cloze_answers', but rejected: policy chooses the source's explanation, "
+                "which argues for the source's key: use rejected: wrong_option, policy_answer or reasoning"
+            )
+        return self
 
 
 class RedteamPrefs(_Config):
@@ -193,15 +203,19 @@ def _by_scorer(
     """The multiple-choice questions of ``entry`` narrowed by ``known`` to those its scorer (default: the medical
     policy) already answers right by option text, or keyed by ``cloze_answers`` to that scorer's own choice, so the
     pairs prefer the letter the model's reading of the options supports (:mod:`aloekit.data.known`)."""
-    option = "known" if entry.known is not None else "cloze_answers"
-    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
-    if len(questions) != len(records):
+    if any(not isinstance(r, MCQItem) or len(r.options) < 2 for r in records):
+        option = "known" if entry.known is not None else "cloze_answers"
         raise UserError(f"source '{entry.label}' has '{option}', which applies to multiple-choice sources only")
     policy = config.medical.policy if config.medical is not None else None
-    if entry.known is not None:
-        return narrow_to_known(questions, entry.known, policy, label=entry.label, tally=tally, log=log)
-    assert entry.cloze_answers is not None
-    return answer_by_cloze(questions, entry.cloze_answers, policy, label=entry.label, tally=tally, log=log)
+    return apply_option_scan(
+        records,
+        known=entry.known,
+        cloze=entry.cloze_answers,
+        default_scorer=policy,
+        label=entry.label,
+        tally=tally,
+        log=log,
+    )
 
 
 def _medical(
@@ -284,12 +298,6 @@ def build_prefs(
 
     if config.medical is not None:
         m = config.medical
-        keyed = [e.label for e in m.sources if e.cloze_answers is not None]
-        if keyed and m.rejected == "policy":
-            raise UserError(
-                f"source '{keyed[0]}' has 'cloze_answers', but rejected: policy chooses the source's explanation, "
-                "which argues for the source's key: use rejected: wrong_option, policy_answer or reasoning"
-            )
         items = [
             c for r in _records(m.sources, MCQItem, config, tally, log) if (c := clean_mcq(r, config.clean, tally))
         ]

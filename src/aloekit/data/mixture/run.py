@@ -14,14 +14,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aloekit.catalog import guard
 from aloekit.data import dataset
 from aloekit.data import decontaminate as dc
 from aloekit.data.card import mixture_card
 from aloekit.data.dedup import exact_dedup, near_dedup
-from aloekit.data.known import answer_by_cloze, narrow_to_known
+from aloekit.data.known import apply_option_scan
 from aloekit.data.mixture.config import MixtureConfig, SourceEntry
 from aloekit.data.mixture.records import (
     Record,
@@ -86,14 +86,12 @@ def build(
         cleaned = [r for r in (clean_record(r, config.clean, tally) for r in records) if r is not None]
         cleaned = _answer_benign(cleaned, label, config, tally, log)
         funnel[label]["cleaned out"] = len(records) - len(cleaned)
-        if source.known is not None:
-            before_known = len(cleaned)
-            cleaned = _keep_known(cleaned, source, config, tally, log)
-            funnel[label]["not known by the scorer"] = before_known - len(cleaned)
-        if source.cloze_answers is not None:
+        if source.known is not None or source.cloze_answers is not None:
             before_scan = len(cleaned)
-            cleaned = _answer_by_cloze(cleaned, source, config, tally, log)
-            funnel[label]["beyond the cloze scan"] = before_scan - len(cleaned)
+            cleaned = _by_scorer(cleaned, source, config, tally, log)
+            dropped = "not known by the scorer" if source.known is not None else "beyond the cloze scan"
+            funnel[label][dropped] = before_scan - len(cleaned)
+        if source.cloze_answers is not None:
             plain_shares[label] = 1.0  # the letter format alone: the keys are the scorer's, not the source's
         elif source.plain_share is not None:
             plain_shares[label] = source.plain_share
@@ -222,32 +220,21 @@ class Entry:
         return f"{self.sample.source}:{self.sample.id}"
 
 
-def _keep_known(
+def _by_scorer(
     records: list[Record], source: SourceEntry, config: MixtureConfig, tally: Tally, log: Callable[[str], None]
 ) -> list[Record]:
-    """``records`` with their multiple-choice questions narrowed to those the scorer (default: the mixture's
-    responder) answers right by option text (:mod:`aloekit.data.known`); other records pass unchanged."""
-    assert source.known is not None
-    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
-    found = narrow_to_known(questions, source.known, config.responder, label=source.label, tally=tally, log=log)
-    kept = {q.id for q in found}
-    return [r for r in records if not isinstance(r, MCQItem) or len(r.options) < 2 or r.id in kept]
-
-
-def _answer_by_cloze(
-    records: list[Record], source: SourceEntry, config: MixtureConfig, tally: Tally, log: Callable[[str], None]
-) -> list[Record]:
-    """``records`` with their multiple-choice questions keyed to the scorer's (default: the mixture's responder)
-    cloze answer (:mod:`aloekit.data.known`); other records pass unchanged."""
-    assert source.cloze_answers is not None
-    questions = [r for r in records if isinstance(r, MCQItem) and len(r.options) > 1]
-    found = answer_by_cloze(questions, source.cloze_answers, config.responder, label=source.label, tally=tally, log=log)
-    keyed = {q.id: q for q in found}
-    return [
-        keyed.get(r.id, r) if isinstance(r, MCQItem) else r
-        for r in records
-        if not isinstance(r, MCQItem) or len(r.options) < 2 or r.id in keyed
-    ]
+    """``records`` with their multiple-choice questions narrowed (``known``) or keyed (``cloze_answers``) by the
+    scorer (default: the mixture's responder), :mod:`aloekit.data.known`; other records pass unchanged."""
+    out = apply_option_scan(
+        records,
+        known=source.known,
+        cloze=source.cloze_answers,
+        default_scorer=config.responder,
+        label=source.label,
+        tally=tally,
+        log=log,
+    )
+    return cast(list[Record], out)
 
 
 def _answer_benign(
