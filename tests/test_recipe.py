@@ -150,6 +150,21 @@ class TestRecipeFile:
         with pytest.raises(UserError, match=r"prefs_safety: a policy of \{merged\} is not allowed"):
             load_recipe(path, run=tmp_path / "run")
 
+    @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+    @pytest.mark.parametrize("kept", ["letters", "data.letters"])
+    def test_a_letter_phase_needs_both_its_mixture_and_its_training_settings(self, tmp_path: Path, kept: str) -> None:
+        text = (RECIPES / "real-data.yaml").read_text()
+        if kept == "letters":  # the training settings without data.letters
+            start = text.index("  letters:\n")
+            end = text.index("  prefs_general:")
+        else:
+            start = text.index("\nletters:\n") + 1
+            end = text.index("\nmerge:") + 1
+        path = tmp_path / "half.yaml"
+        path.write_text(text[:start] + text[end:])
+        with pytest.raises(UserError, match=r"letters and data.letters go together"):
+            load_recipe(path, run=tmp_path / "run", data_dir=SHARED_DATA)
+
     def test_medprompt_without_a_database_is_refused(self, tmp_path: Path) -> None:
         text = (RECIPES / "demo.yaml").read_text()
         start = text.index("  cot_db:")
@@ -193,7 +208,11 @@ class TestShippedRecipes:
     def test_the_real_data_recipe_validates_on_the_shared_data(self, tmp_path: Path) -> None:
         recipe, _, folder = load_recipe(RECIPES / "real-data.yaml", run=tmp_path / "run", data_dir=SHARED_DATA)
         assert recipe.data_dir == SHARED_DATA
-        assert {row["stage"] for row in dry_run(recipe, folder)} == {
+        assert recipe.data.letters is not None and recipe.data.letters.data_dir == SHARED_DATA  # no Hub read
+        plan = dry_run(recipe, folder)
+        sft = next(row for row in plan if row["stage"] == "sft")
+        assert "then a letter phase on data.letters, 160 steps of 4 rows" in sft["does"]
+        assert {row["stage"] for row in plan} == {
             "data",
             "sft",
             "merge",

@@ -39,7 +39,27 @@ def _pairs(path: Path, n: int, topic: str) -> Path:
     return path
 
 
-def _recipe(tmp_path: Path, model: Path, general_section: str | None = None) -> Path:
+# A letter phase: the held-in MCQs keyed to the tiny model's own cloze answers, plain letters at every rotation.
+_LETTERS_DATA = """  letters:
+    validation: 0.0
+    sources: [{{path: "{{holdout}}/mcq-train.jsonl", format: mcq, cap: 6, cloze_answers: {{scan: 6}}}}]
+    responder: {{model: "{model}", backend: hf, batch_size: 4}}
+    mcq: {{rotations: 4}}
+    decontamination: {{benchmarks: [], safety: false}}
+"""
+_LETTERS = """letters:
+  max_length: 256
+  per_device_batch_size: 2
+  gradient_accumulation: 1
+  max_steps: 2
+  eval_steps: 1
+  save_steps: 1
+  validation_fraction: 0.2
+  logging: {steps: 1, tensorboard: false}
+"""
+
+
+def _recipe(tmp_path: Path, model: Path, general_section: str | None = None, letters: bool = False) -> Path:
     general = _pairs(tmp_path / "general.jsonl", 8, "medicine")
     safety = _pairs(tmp_path / "safety.jsonl", 8, "safety")
     general_section = general_section or f'pairs: [{{path: "{general}", format: preference}}]'
@@ -66,7 +86,7 @@ data:
     decontamination: {{benchmarks: [], safety: false}}
   cot_db:
     sources: [{{path: "{{holdout}}/mcq-train.jsonl", format: mcq, cap: 24}}]
-sft:
+{_LETTERS_DATA.format(model=model) if letters else ""}sft:
   max_length: 256
   per_device_batch_size: 2
   gradient_accumulation: 1
@@ -75,7 +95,7 @@ sft:
   save_steps: 1
   validation_fraction: 0.2
   logging: {{steps: 1, tensorboard: false}}
-merge:
+{_LETTERS if letters else ""}merge:
   merge_method: dare_ties
   base_model: "{{base}}"
   models:
@@ -386,3 +406,31 @@ def test_on_policy_general_pairs_are_built_by_the_dpo_stage_from_the_merged_mode
     summary = json.loads((run / "report" / "summary.json").read_text())
     assert summary["data"]["prefs_general"]["folder"] == str(built)
     assert summary["data"]["prefs_general"]["train"] == len(pairs)
+
+
+def test_a_letter_phase_trains_the_sft_model_on_cloze_keyed_letters_and_the_merge_takes_its_model(
+    tmp_path: Path, tiny_llama: Path
+) -> None:
+    """With data.letters and letters set, the data stage builds the letters mixture (plain letter prompts keyed to
+    the scorer's cloze answers, every rotation), the sft stage trains SFT's model on it after SFT, and that model is
+    the stage's model: the one merged, and the report's "sft"."""
+    recipe = _recipe(tmp_path, tiny_llama, letters=True)
+    run = tmp_path / "run"
+
+    manifests, lines = _in_process(recipe, run)
+
+    assert all(m["status"] == "finished" for m in manifests.values())
+    letters = run / "data" / "letters"
+    assert manifests["data"]["outputs"]["letters"] == str(letters)
+    rows = [json.loads(line) for line in (letters / "train.jsonl").read_text().splitlines()]
+    assert rows and all(r["plain"] for r in rows)  # "...Answer:" then " B": the evaluation's letter layout
+    keys = [r["messages"][-1]["content"].strip() for r in rows]
+    assert sorted(keys) == sorted("ABCD" * (len(rows) // 4))  # each question keyed once at every letter
+    phase = (run / "sft" / "letters" / "config.yaml").read_text()
+    assert f"model: {run / 'sft' / 'train' / 'model'}\n" in phase and f"dataset: {letters}\n" in phase
+    assert manifests["sft"]["outputs"]["model"] == str(run / "sft" / "letters" / "model")
+    assert str(run / "sft" / "letters" / "model") in (run / "merge" / "merge.yaml").read_text()
+    assert any(line == "sft: letter phase" for line in lines)
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["data"]["letters"]["train"] == len(rows)
+    assert {"sft", "sft_letters"} <= set(summary["training"])

@@ -115,6 +115,12 @@ class DataSection(_Config):
     )
     prefs_safety: PrefsConfig = Field(description="Preference pairs of DPO stage 2 (red-teaming safety).")
     cot_db: CoTDatabaseSettings | None = Field(None, description="Medprompt's database (needed by eval.medprompt).")
+    letters: MixtureConfig | None = Field(
+        None,
+        description="The letter phase's mixture (trained by the recipe's letters section after SFT, before the "
+        "merge): typically multiple-choice sources with cloze_answers, each question keyed to the option the "
+        "scoring model ranks first by its text, taught as plain letters at every rotation.",
+    )
 
     @model_validator(mode="after")
     def _merged_policy(self) -> DataSection:
@@ -305,6 +311,13 @@ class RecipeConfig(_Config):
     launcher: Launcher = Field(default_factory=Launcher, description="How SFT and DPO run (in process / accelerate).")
     data: DataSection
     sft: SFTSettings = Field(description="SFT settings (aloe train sft's config without model, dataset, out).")
+    letters: SFTSettings | None = Field(
+        None,
+        description="A letter phase after SFT (aloe train sft's settings), on data.letters, from the SFT model; its "
+        "model is the sft stage's model, the one merged. Why: a small model taught gold letters it cannot reach "
+        "learns a letter prior; taught the letter of its own cloze answer, its letter follows its reading of the "
+        "options (bench/RESULTS.md, 'Letter binding').",
+    )
     merge: dict[str, Any] = Field(
         description="A mergekit config (DARE-TIES in the Aloe paper) over {base}, {instruct} and {sft}."
     )
@@ -322,6 +335,10 @@ class RecipeConfig(_Config):
             raise ValueError(f"merge: {str(e).splitlines()[0]}") from e
         if self.eval.medprompt.enabled and self.eval.medprompt.settings.shots and self.data.cot_db is None:
             raise ValueError("eval.medprompt needs data.cot_db (its few-shot examples), or settings.examples: none")
+        if (self.letters is None) != (self.data.letters is None):
+            raise ValueError(
+                "letters and data.letters go together: the letter phase trains on data.letters; set both or neither"
+            )
         if self.safety.bias and self.data_dir is None:
             raise ValueError("safety.bias reads BBQ from the data folder: set data_dir")
         return self

@@ -82,7 +82,7 @@ def load_recipe(path: Path, *, run: Path | None = None, data_dir: Path | None = 
         launcher["accelerate_config"] = str((path.parent / launcher["accelerate_config"]).resolve())
     data_section = filled.get("data")
     if data_dir is not None and isinstance(data_section, dict):
-        for key in ("mixture", "prefs_general", "prefs_safety"):
+        for key in ("mixture", "letters", "prefs_general", "prefs_safety"):
             if isinstance(data_section.get(key), dict):
                 data_section[key]["data_dir"] = str(data_dir)
     try:

@@ -15,7 +15,7 @@ from aloekit.errors import UserError
 from aloekit.merge.config import MergeConfig
 from aloekit.recipe.config import RecipeConfig, merge_config
 from aloekit.recipe.stages.dpo import dpo_config
-from aloekit.recipe.stages.sft import sft_config
+from aloekit.recipe.stages.sft import letters_config, sft_config
 
 __all__ = ["dry_run", "training_length"]
 
@@ -58,6 +58,15 @@ def dry_run(recipe: RecipeConfig, folder: Path) -> list[dict[str, Any]]:
                 f"{'LoRA' if sft.lora else 'full'} fine-tuning, {length}, lr {sft.learning_rate}, "
                 f"max_length {sft.max_length}, packing {sft.packing}"
             )
+            if recipe.letters is not None:
+                phase = letters_config(recipe, str(data / "letters"), sft.out / "model", folder / "sft" / "letters")
+                steps = training_length(
+                    phase.epochs,
+                    phase.max_steps,
+                    phase.per_device_batch_size * phase.gradient_accumulation * processes,
+                    None if phase.packing else _rows(data / "letters" / "train.jsonl"),
+                )
+                row["does"] += f"; then a letter phase on data.letters, {steps}, lr {phase.learning_rate}"
         else:
             per_step = dpo.per_device_batch_size * dpo.gradient_accumulation * processes
             row["does"] = ", ".join(

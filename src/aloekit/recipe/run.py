@@ -8,8 +8,9 @@ continues from its last checkpoint, evaluations from their caches).
 Layout of the run folder::
 
     recipe.yaml                 the recipe as written; recipe.resolved.json: as run (placeholders, defaults)
-    data/     holdout/ sft/ prefs_general/ prefs_safety/ cot_db/
+    data/     holdout/ sft/ letters/ prefs_general/ prefs_safety/ cot_db/
     sft/      train/            aloe train sft's folder (train/model: the SFT model)
+              letters/          the letter phase's, when the recipe has one (letters/model: the stage's model)
     merge/    merge.yaml model/
     dpo/      train/            aloe train dpo's folder (train/general/model, train/safety/model); prefs_general/
                                 when its pairs come from the merged model's answers (on-policy)
@@ -89,7 +90,9 @@ def build_stages(recipe: RecipeConfig, text: str, recipe_path: Path) -> list[Sta
             "sft",
             lambda ctx: sft.run(sft.SFTInputs(recipe, data_out(ctx)), ctx),
             sft.SFTOutputs,
-            {**common, "sft": dump["sft"], "launcher": dump["launcher"]},
+            # The letter phase enters the hash only when there is one: run folders made before stay up to date.
+            {**common, "sft": dump["sft"], "launcher": dump["launcher"]}
+            | ({"letters": dump["letters"]} if recipe.letters is not None else {}),
             ("data",),
         ),
         Stage(

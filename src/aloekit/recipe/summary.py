@@ -85,15 +85,18 @@ def summary(run: RunOutputs) -> dict[str, Any]:
             "prefs_safety": dataset_stats(data.prefs_safety),
         },
     }
+    if data.letters is not None:
+        result["data"]["letters"] = dataset_stats(data.letters)
     if data.cot_db is not None:
         result["data"]["cot_db"] = _read(data.cot_db / "manifest.json")
     training: dict[str, Any] = {}
-    sft_metrics = _read(run.sft.metrics)
-    if sft_metrics:
-        history = sorted(
-            sft_metrics.get("train_losses", []) + sft_metrics.get("eval_losses", []), key=lambda h: h["step"]
-        )
-        training["sft"] = {"log_history": history, "metrics": sft_metrics}
+    for stage, path in (("sft", run.sft.metrics), ("sft_letters", run.sft.letters_metrics)):
+        sft_metrics = _read(path) if path is not None else None
+        if sft_metrics:
+            history = sorted(
+                sft_metrics.get("train_losses", []) + sft_metrics.get("eval_losses", []), key=lambda h: h["step"]
+            )
+            training[stage] = {"log_history": history, "metrics": sft_metrics}
     for stage, path in run.dpo.metrics.items():
         metrics = _read(path)
         if metrics:

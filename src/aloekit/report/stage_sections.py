@@ -53,6 +53,7 @@ DATA_LABELS = {
     "sft": "SFT mixture",
     "prefs_general": "Preference pairs, general (DPO stage 1)",
     "prefs_safety": "Preference pairs, safety (DPO stage 2)",
+    "letters": "Letter phase mixture (SFT's second phase)",
 }
 
 

@@ -44,6 +44,8 @@ class DataOutputs(StageOutputs):
     """None when the DPO stage builds them from the merged model's answers (``data.general_on_policy``)."""
     prefs_safety: Path
     cot_db: Path | None = None
+    letters: Path | None = None
+    """The letter phase's mixture (``data.letters``), when the recipe has one."""
 
     def to_manifest(self) -> JSONDict:
         # Recorded flat (holdout_<name> keys), as run folders made before the typed stages record it.
@@ -78,6 +80,12 @@ def run(inputs: DataInputs, ctx: StageContext) -> DataOutputs:
     if not sft.is_dir():
         ctx.log("data: building sft")
         build_mixture(decontaminated(data.mixture, recipe), sft, progress=progress, log=ctx.log)
+    letters = None
+    if data.letters is not None:
+        letters = ctx.folder / "letters"
+        if not letters.is_dir():
+            ctx.log("data: building letters")
+            build_mixture(decontaminated(data.letters, recipe), letters, progress=progress, log=ctx.log)
     general = None
     if data.general_on_policy:
         ctx.log("data: prefs_general will be built by the dpo stage, from the merged model's own answers")
@@ -96,6 +104,7 @@ def run(inputs: DataInputs, ctx: StageContext) -> DataOutputs:
         prefs_general=general,
         prefs_safety=safety,
         cot_db=cot_db,
+        letters=letters,
     )
 
 

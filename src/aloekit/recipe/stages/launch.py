@@ -39,13 +39,15 @@ def train(
     command: str,
     config: SFTRunConfig | DPORunConfig,
     here: Callable[[bool], object],
+    name: str | None = None,
 ) -> None:
-    """Train ``config`` in this process (``here(resume)``) or under ``accelerate launch``; a run folder that
-    already holds work (a killed attempt with the same inputs) is resumed from its last checkpoint."""
+    """Train ``config`` in this process (``here(resume)``) or under ``accelerate launch`` (its config written to
+    ``<name or command>.yaml`` in the stage's folder); a run folder that already holds work (a killed attempt with
+    the same inputs) is resumed from its last checkpoint."""
     resume = config.out.is_dir() and any(config.out.iterdir())
     if recipe.launcher.accelerate_config is None:
         here(resume)
         return
-    path = ctx.folder / f"{command}.yaml"
+    path = ctx.folder / f"{name or command}.yaml"
     atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     _launch(recipe, command, path, resume, ctx.log)
