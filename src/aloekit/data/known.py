@@ -200,7 +200,8 @@ def answer_by_cloze(
 ) -> list[MCQItem]:
     """:func:`relabel_by_cloze` with the source's scorer (``cloze.scorer``, else ``default_scorer``) loaded for the
     scan and closed after it; a source with no questions, or no scorer, is a :class:`UserError`."""
-    log(f"{label}: scoring {len(questions)} questions by option text to key each to the model's own choice")
+    count = len(questions) if cloze.scan is None else min(cloze.scan, len(questions))
+    log(f"{label}: scoring {count} of {len(questions)} questions by option text to key each to the model's own choice")
     return _with_scorer(
         questions,
         "cloze_answers",
