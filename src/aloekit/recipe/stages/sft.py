@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aloekit.errors import UserError
 from aloekit.recipe.config import RecipeConfig
@@ -33,29 +34,27 @@ class SFTOutputs(StageOutputs):
     """The letter phase's metrics.json, when the recipe has one."""
 
 
-def sft_config(recipe: RecipeConfig, dataset: str, out: Path) -> SFTRunConfig:
-    """``aloe train sft``'s config: the recipe's settings plus what the recipe wires (model, dataset, folder)."""
+def _run_config(recipe: RecipeConfig, settings: Any, model: str, dataset: str, out: Path) -> SFTRunConfig:
+    """``aloe train sft``'s config: recipe ``settings`` plus what the recipe wires (model, dataset, folder)."""
     return SFTRunConfig(
-        **recipe.sft.model_dump(),
-        model=recipe.models.base,
+        **settings.model_dump(),
+        model=model,
         dataset=dataset,
         out=out,
         allow_pickle=recipe.models.allow_pickle,
         trust_remote_code=recipe.models.trust_remote_code,
     )
+
+
+def sft_config(recipe: RecipeConfig, dataset: str, out: Path) -> SFTRunConfig:
+    """SFT's config: the recipe's sft settings, from the base model."""
+    return _run_config(recipe, recipe.sft, recipe.models.base, dataset, out)
 
 
 def letters_config(recipe: RecipeConfig, dataset: str, sft_model: Path, out: Path) -> SFTRunConfig:
-    """The letter phase's ``aloe train sft`` config: the recipe's letters settings, from the SFT model."""
+    """The letter phase's config: the recipe's letters settings, from the SFT model."""
     assert recipe.letters is not None
-    return SFTRunConfig(
-        **recipe.letters.model_dump(),
-        model=str(sft_model),
-        dataset=dataset,
-        out=out,
-        allow_pickle=recipe.models.allow_pickle,
-        trust_remote_code=recipe.models.trust_remote_code,
-    )
+    return _run_config(recipe, recipe.letters, str(sft_model), dataset, out)
 
 
 def run(inputs: SFTInputs, ctx: StageContext) -> SFTOutputs:
