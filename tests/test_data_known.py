@@ -250,6 +250,49 @@ def test_cloze_answers_cannot_feed_pairs_that_choose_the_sources_explanation(tmp
         build_prefs(parse_yaml(text, PrefsConfig, source="p.yaml", what="prefs"), tmp_path / "p", log=lambda _: None)
 
 
+def test_a_letters_section_adds_plain_cloze_keyed_letter_pairs_beside_chat_pairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One build, two layouts: chat pairs and, from the letters section, '...Answer:' then ' <the scorer's option>'
+    over a wrong option's letter, at every rotation, with the space the benchmarks score kept."""
+    from collections import Counter
+
+    from aloekit.config import EngineConfig
+    from aloekit.data.prefs_build import PrefsConfig, build_prefs
+
+    mcq, chat = tmp_path / "mcq.jsonl", tmp_path / "chat.jsonl"
+    mcq.write_text("".join(json.dumps(question(i, known=False).to_json()) + "\n" for i in range(3)))
+    chat.write_text(json.dumps({"prompt": "How do I store insulin?", "chosen": "In the fridge.", "rejected": "No."}))
+    monkeypatch.setattr(EngineConfig, "load", lambda self, **_: OptionScorer())
+    text = (
+        f"validation: 0\nletters: {{sources: [{{format: mcq, path: {mcq}, name: exam, "
+        f"cloze_answers: {{scorer: {{model: x}}}}}}], rejected: wrong_option, rotations: 4, plain: true}}\n"
+        f"pairs: [{{format: preference, path: '{chat}', name: mine}}]\n{NO_EVAL}"
+    )
+    build_prefs(parse_yaml(text, PrefsConfig, source="p.yaml", what="prefs"), tmp_path / "p", log=lambda _: None)
+    rows = [json.loads(line) for line in (tmp_path / "p" / "train.jsonl").read_text().splitlines()]
+    letters = [r for r in rows if r["category"] == "letters"]
+    assert len(rows) == 13 and len(letters) == 12 and all(r["plain"] for r in letters)
+    assert Counter(r["chosen"] for r in letters) == Counter({" A": 3, " B": 3, " C": 3, " D": 3})
+    for row in letters:  # the chosen letter is the scorer's favourite, "right answer", wherever it moved
+        assert f"\n{row['chosen'].strip()}. right answer\n" in row["prompt"] and row["prompt"].endswith("Answer:")
+    assert [r["chosen"] for r in rows if r["category"] != "letters"] == [
+        [{"role": "assistant", "content": "In the fridge."}]
+    ]
+
+
+def test_a_letters_section_holds_plain_letter_pairs_only() -> None:
+    from aloekit.data.prefs_build import PrefsConfig
+
+    sources = [{"source": "medmcqa"}]
+    for letters, message in (
+        ({"sources": sources, "rejected": "wrong_option"}, "letters: set plain: true"),
+        ({"sources": sources, "rejected": "reasoning", "plain": True}, "letters: plain pairs need rejected"),
+    ):
+        with pytest.raises(UserError, match=message):
+            parse_yaml(json.dumps({"letters": letters}), PrefsConfig, source="p.yaml", what="prefs")
+
+
 def test_cloze_keyed_answer_format_pairs_choose_the_scorers_option_over_starting_to_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -317,30 +317,32 @@ def test_plain_answer_pairs_ask_in_the_benchmark_layout_and_prefer_the_keys_lett
     assert PreferencePair.from_json(row, "line 1") == pairs[0]
 
 
-def test_a_dpo_file_mixing_plain_and_chat_pairs_is_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
-
+def test_cleaning_keeps_the_space_that_starts_a_plain_pairs_replies() -> None:
+    """'...Answer:' then ' B': the space belongs to the continuation the benchmarks score; a chat pair's replies
+    are stripped as before."""
+    from aloekit.data.clean import CleanConfig, clean_pair
     from aloekit.data.prefs_answers import answer_pairs
-    from aloekit.errors import UserError
-    from aloekit.train.dpo_data import pair_rows
 
     items = [MCQItem(id="q", question="Which?", options=("a", "b", "c", "d"), answer=1)]
-    rows = [answer_pairs(items, seed=0, tally=Tally(), plain=flag)[0].to_json() for flag in (True, False)]
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(UserError, match="mixes plain pairs"):
-        pair_rows(path)
+    for plain, chosen in ((True, " B"), (False, "Answer: B")):
+        (pair,) = answer_pairs(items, seed=0, tally=Tally(), plain=plain)
+        cleaned = clean_pair(pair, CleanConfig(), Tally())
+        assert cleaned is not None and cleaned.chosen == chosen and cleaned.rejected[0] == chosen[0]
+    (pair,) = answer_pairs(items, seed=0, tally=Tally(), plain=False)
+    padded = PreferencePair(**{**pair.__dict__, "chosen": "  Answer: B  "})
+    assert clean_pair(padded, CleanConfig(), Tally()).chosen == "Answer: B"  # type: ignore[union-attr]
 
 
-def test_plain_medical_pairs_cannot_share_a_prefs_build_with_chat_pairs() -> None:
+def test_plain_medical_pairs_need_the_wrong_option_layout_and_may_share_a_build_with_chat_pairs() -> None:
+    """The trainer renders chat pairs as text beside plain ones (aloekit.train.dpo_data.one_layout)."""
     from pydantic import ValidationError
 
     from aloekit.data.prefs_build import PrefsConfig
 
     medical = {"sources": [{"source": "medmcqa"}], "rejected": "wrong_option", "plain": True}
     assert PrefsConfig.model_validate({"medical": medical}).medical.plain  # type: ignore[union-attr]
-    with pytest.raises(ValidationError, match="cannot share a DPO stage"):
-        PrefsConfig.model_validate({"medical": medical, "benign": {"sources": [{"source": "lookalike"}]}})
+    both = PrefsConfig.model_validate({"medical": medical, "benign": {"sources": [{"source": "lookalike"}]}})
+    assert both.medical is not None and both.benign is not None
     with pytest.raises(ValidationError, match="option_text: false"):
         PrefsConfig.model_validate({"medical": {**medical, "option_text": True}})
 

@@ -458,6 +458,42 @@ def test_debug_tokens_shows_the_pairs_as_trl_tokenizes_them_and_trains_nothing(
     assert len(truncated) == 4 and all(s["length"] == 48 and s["trained"] == 5 for s in truncated)
 
 
+def test_plain_letter_pairs_train_in_one_stage_with_chat_pairs_each_tokenized_as_on_its_own(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    """A stage can keep up the letters a model is scored on ('...Answer:' then ' B', no chat template) while it
+    learns from chat pairs: TRL trains one layout per dataset, so the chat pairs become the very text TRL renders
+    from them, and every pair's tokens are those it gets in a file of its own kind (the chat pairs lose only the
+    newline the template writes after the end of turn)."""
+    chat = write_pairs(tmp_path / "chat.jsonl", 3, seed=21)
+    letters = [
+        {
+            "id": f"q{i}:rot{i}",
+            "prompt": f"Question: Which {i}?\nA. x\nB. y\nAnswer:",
+            "chosen": " B",
+            "rejected": " A",
+            "plain": True,
+        }
+        for i in range(3)
+    ]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(chat.read_text() + "".join(json.dumps(row) + "\n" for row in letters))
+
+    def tokens(data: Path) -> dict[str, list[tuple[str, bool]]]:
+        config = make_config(tiny_llama, tmp_path / "out", [stage("s", data)])
+        return {s["id"]: s["tokens"] for s in train_dpo(config, debug_tokens=6)["samples"]}
+
+    alone, together = tokens(chat), tokens(mixed)
+    for key, pieces in alone.items():
+        assert pieces[-1] == ("\n", True) and together[key] == pieces[:-1]  # ends on <|im_end|>, once
+    plain = together["s/q1:rot1 chosen"]
+    text = "".join(piece for piece, _ in plain)
+    assert text == "Question: Which 1?\nA. x\nB. y\nAnswer: B<|im_end|>"  # no chat template, the space kept
+    assert "".join(piece for piece, scored in plain if scored) == " B<|im_end|>"
+    result = train_dpo(make_config(tiny_llama, tmp_path / "trained", [stage("s", mixed, max_steps=2)]))
+    assert result["status"] == "done"
+
+
 # --- bad configs and inputs: one-line UserErrors ---------------------------------------------------------------
 
 

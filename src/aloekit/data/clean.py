@@ -271,7 +271,7 @@ def clean_pair(pair: PreferencePair, config: CleanConfig, tally: Tally) -> Prefe
     """A cleaned copy of the preference pair, or None (counted) for an empty user turn, an empty or too short
     reply, replies that became identical, or an overlong pair."""
     prompt = _clean_messages(pair.prompt, config)
-    chosen, rejected = clean_text(pair.chosen, config), clean_text(pair.rejected, config)
+    chosen, rejected = (_clean_reply(reply, config, plain=pair.plain) for reply in (pair.chosen, pair.rejected))
     problem = _turn_problem((*prompt, {"role": "assistant", "content": chosen}), config)
     problem = problem or _turn_problem((*prompt, {"role": "assistant", "content": rejected}), config)
     if problem is None and chosen == rejected:
@@ -282,6 +282,14 @@ def clean_pair(pair: PreferencePair, config: CleanConfig, tally: Tally) -> Prefe
         tally.drop(STAGE, problem, pair.id)
         return None
     return dataclasses.replace(pair, prompt=prompt, chosen=chosen, rejected=rejected)
+
+
+def _clean_reply(text: str, config: CleanConfig, *, plain: bool) -> str:
+    """A pair's reply, cleaned. A plain pair's reply continues its prompt ("...Answer:" then " B"): its leading
+    space is the delimiter the benchmarks score with, not untidy whitespace, so it stays (stripped, DPO trained
+    "Answer:B", a token sequence no evaluation ever asks for)."""
+    cleaned = clean_text(text, config)
+    return " " + cleaned if plain and cleaned and text[:1].isspace() else cleaned
 
 
 def clean_harmful(req: HarmfulRequest, config: CleanConfig, tally: Tally) -> HarmfulRequest | None:

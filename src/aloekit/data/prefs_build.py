@@ -14,6 +14,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,6 +147,14 @@ class PrefsConfig(_Config):
     strict: bool = Field(False, description="Stop at the first malformed input row instead of counting it.")
     validation: float = Field(0.05, ge=0, lt=1, description="Share of pairs (grouped by request) held out.")
     medical: MedicalPrefs | None = Field(None, description="Medical pairs (needs a policy model).")
+    letters: MedicalPrefs | None = Field(
+        None,
+        description="Plain letter pairs trained in the same DPO stage as the other pairs: after a benchmark's "
+        "'...Answer:', ' <key>' over a wrong option's letter (plain: true, rejected: wrong_option; keyed, for a "
+        "small model, to its own cloze answers). They keep up the letter probabilities a log-likelihood benchmark "
+        "compares, which a stage of chat pairs alone shifts (rd13's DPO safety: one letter up to 50% of the "
+        "answers, bench/RESULTS.md). The trainer renders the chat pairs as text beside them.",
+    )
     redteam: RedteamPrefs | None = Field(None, description="Red-teaming pairs.")
     benign: BenignPrefs | None = Field(None, description="Benign look-alike pairs.")
     reference: ReferencePrefs | None = Field(
@@ -159,16 +168,16 @@ class PrefsConfig(_Config):
 
     @model_validator(mode="after")
     def _something(self) -> PrefsConfig:
-        if not (self.medical or self.redteam or self.benign or self.reference or self.pairs):
-            raise ValueError("nothing to build: add a 'medical', 'redteam', 'benign', 'reference' or 'pairs' section")
-        if self.medical and self.medical.plain:
-            if self.medical.rejected != "wrong_option" or self.medical.option_text:
-                raise ValueError("medical.plain needs rejected: wrong_option and option_text: false")
-            if self.redteam or self.benign or self.reference or self.pairs:
-                raise ValueError(
-                    "medical.plain pairs train without a chat template and cannot share a DPO stage with chat "
-                    "pairs: build the redteam, benign and pairs sections into another folder"
-                )
+        if not (self.medical or self.letters or self.redteam or self.benign or self.reference or self.pairs):
+            raise ValueError(
+                "nothing to build: add a 'medical', 'letters', 'redteam', 'benign', 'reference' or 'pairs' section"
+            )
+        for name, section in (("medical", self.medical), ("letters", self.letters)):
+            plain = section is not None and (section.plain or name == "letters")
+            if section is not None and plain and (section.rejected != "wrong_option" or section.option_text):
+                raise ValueError(f"{name}: plain pairs need rejected: wrong_option and option_text: false")
+        if self.letters is not None and not self.letters.plain:
+            raise ValueError("letters: set plain: true (the letters section holds plain letter pairs only)")
         return self
 
 
@@ -225,8 +234,10 @@ def _medical(
     tally: Tally,
     log: Callable[[str], None],
     progress: bool,
+    label: str = "medical",
 ) -> tuple[list[PreferencePair], dict[str, int]]:
-    """The medical pairs of ``items`` (cleaned) in the ``rejected`` mode of ``m``, and their funnel counts."""
+    """The medical pairs of ``items`` (cleaned) in the ``rejected`` mode of ``m``, and their funnel counts; ``label``
+    names the section in the log."""
     from aloekit.data import prefs, prefs_answers
 
     if m.rejected == "policy":
@@ -240,7 +251,7 @@ def _medical(
             verified.append(_with_explanation(item, reasoning))
         if m.limit is not None and len(verified) > m.limit:
             verified = random.Random(config.seed).sample(verified, m.limit)
-        log(f"medical: {len(verified)} items with verified reasoning go to the policy")
+        log(f"{label}: {len(verified)} items with verified reasoning go to the policy")
         engine = m.policy.load()
         try:
             made = prefs.medical_pairs(
@@ -256,14 +267,14 @@ def _medical(
         made = prefs_answers.answer_pairs(
             items, seed=seed, tally=tally, rotations=rotations, option_text=option_text, plain=m.plain
         )
-        log(f"medical: {len(made)} pairs of the key's letter over a wrong option's")
+        log(f"{label}: {len(made)} pairs of the key's letter over a wrong option's")
     elif m.rejected == "reasoning":
         made = prefs_answers.format_pairs(
             items, seed=seed, tally=tally, max_words=m.reasoning_words, rotations=rotations, option_text=option_text
         )
-        log(f"medical: {len(made)} pairs of the answer over a reply that reasons when asked for the answer")
+        log(f"{label}: {len(made)} pairs of the answer over a reply that reasons when asked for the answer")
     else:  # policy_answer
-        log(f"medical: {len(items)} questions x {rotations} rotation(s) go to the policy, asked for the answer")
+        log(f"{label}: {len(items)} questions x {rotations} rotation(s) go to the policy, asked for the answer")
         engine = m.policy.load()
         try:
             made = prefs_answers.policy_answer_pairs(
@@ -278,7 +289,7 @@ def _medical(
             )
         finally:
             engine.close()
-        log(f"medical: {len(made)} pairs of the key over the policy's own reply")
+        log(f"{label}: {len(made)} pairs of the key over the policy's own reply")
     return made, {"read": len(items), "pairs": len(made)}
 
 
@@ -306,6 +317,15 @@ def build_prefs(
         made, counts = _medical(m, items, config, tally, log, progress)
         funnel["medical"].update(counts)
         pairs += made
+
+    if config.letters is not None:
+        m = config.letters
+        items = [
+            c for r in _records(m.sources, MCQItem, config, tally, log) if (c := clean_mcq(r, config.clean, tally))
+        ]
+        made, counts = _medical(m, items, config, tally, log, progress, label="letters")
+        funnel["letters"].update(counts)
+        pairs += [replace(p, category="letters") for p in made]
 
     if config.redteam is not None:
         r = config.redteam
@@ -428,8 +448,6 @@ def _benign(record: BenignItem | ChatSample) -> BenignItem:
 
 
 def _with_explanation(item: MCQItem, reasoning: str) -> MCQItem:
-    from dataclasses import replace
-
     return replace(item, explanation=reasoning)
 
 

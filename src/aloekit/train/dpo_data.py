@@ -67,13 +67,38 @@ def pair_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         rows.append((pair["id"], {key: pair[key] for key in ("prompt", "chosen", "rejected")}))
     if not rows:
         raise UserError(f"{path} holds no preference pairs: rebuild the dataset")
-    plain = {isinstance(row["prompt"], str) for _, row in rows}
-    if len(plain) > 1:
-        raise UserError(
-            f"{path} mixes plain pairs (no chat template) with chat pairs: TRL trains one layout per dataset; put "
-            "them in separate DPO stages"
-        )
     return rows
+
+
+def one_layout(rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """``rows`` in one layout, as TRL trains one per dataset. Where plain pairs (strings: a log-likelihood
+    benchmark's "...Answer:" then " B") mix with chat pairs (messages), each chat pair becomes the strings TRL
+    would build from it (:func:`chat_as_text`), so one stage can keep up the plain letters a model is scored on
+    while it learns from chat pairs. Rows of one layout are returned as they are."""
+    if len({isinstance(row["prompt"], str) for row in rows}) < 2:
+        return rows
+    return [row if isinstance(row["prompt"], str) else chat_as_text(row, tokenizer) for row in rows]
+
+
+def chat_as_text(row: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """A chat pair as plain strings: the prompt rendered by the model's chat template with its generation prompt,
+    each reply the rest of the rendered conversation through its end-of-turn. The token sequences are TRL's for the
+    conversational pair, but for what the template writes after the end-of-turn (a newline): TRL ends a plain reply
+    with the EOS token, so a reply already ending with it stops there instead of getting a second one."""
+    prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+    text = {**row, "prompt": prompt}
+    eos = tokenizer.eos_token or ""
+    for side in ("chosen", "rejected"):
+        whole = tokenizer.apply_chat_template([*row["prompt"], *row[side]], tokenize=False)
+        if not whole.startswith(prompt):
+            raise UserError(
+                "the model's chat template renders a prompt differently on its own than before a reply, so chat "
+                "pairs cannot be turned into the plain text their plain pairs need: train the two kinds of pair in "
+                "separate DPO stages"
+            )
+        reply = whole[len(prompt) :]
+        text[side] = reply.rstrip() if eos and reply.rstrip().endswith(eos) else reply
+    return text
 
 
 def pairs_per_run(config: DPORunConfig, stage: DPOStage) -> int | None:

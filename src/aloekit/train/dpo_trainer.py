@@ -19,7 +19,16 @@ from aloekit.train import refcache
 from aloekit.train.callbacks import StepTimer, quiet_libraries, quiet_trainer, report_to, trainer_callbacks
 from aloekit.train.common import check_versions, device_kind, precision_args, resolved_precision
 from aloekit.train.dpo_config import DPORunConfig, DPOStage
-from aloekit.train.dpo_data import Pairs, pair_group, pair_rows, pairs_per_run, pairs_used, read_pairs, stage_pairs
+from aloekit.train.dpo_data import (
+    Pairs,
+    one_layout,
+    pair_group,
+    pair_rows,
+    pairs_per_run,
+    pairs_used,
+    read_pairs,
+    stage_pairs,
+)
 from aloekit.train.trl_compat import checkpointing_arg, dpo_trainer_class, prepare_dpo_dataset, reference_hash
 
 
@@ -61,8 +70,8 @@ def build_stage_trainer(
     used = pairs_used(rows, pairs_per_run(config, stage))
     if len(used) < len(rows):
         say(progress, f"stage {stage.name}: {stage.max_steps} steps use {len(used)} of {len(rows)} pairs")
-    train = Dataset.from_list([{k: v for k, v in row.items() if k != "id"} for row in used])
-    validation = Dataset.from_list(read_pairs(pairs.validation)) if pairs.validation else None
+    train = Dataset.from_list([{k: v for k, v in row.items() if k != "id"} for row in one_layout(used, tokenizer)])
+    validation = Dataset.from_list(one_layout(read_pairs(pairs.validation), tokenizer)) if pairs.validation else None
 
     versions = check_versions()
     tokenization = {
@@ -202,8 +211,8 @@ def debug_token_rows(config: DPORunConfig, n: int) -> list[dict[str, Any]]:
     tokenizer = stage_tokenizer(start, config)
     rows: list[dict[str, Any]] = []
     for stage in config.stages:
-        records = pair_rows(stage_pairs(stage).train)[:n]
-        dataset = Dataset.from_list([{**row, "id": pair_id} for pair_id, row in records])
+        records = [{**row, "id": pair_id} for pair_id, row in pair_rows(stage_pairs(stage).train)]
+        dataset = Dataset.from_list(one_layout(records, tokenizer)[:n])
         with quiet_libraries(False):
             tokenized = prepare_dpo_dataset(dataset, tokenizer, stage.max_length)
         for example in tokenized:
