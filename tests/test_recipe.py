@@ -212,6 +212,11 @@ class TestShippedRecipes:
         plan = dry_run(recipe, folder)
         sft = next(row for row in plan if row["stage"] == "sft")
         assert "then a letter phase on data.letters, 160 steps of 4 rows" in sft["does"]
+        safety = recipe.data.prefs_safety
+        assert safety is not None and safety.letters is not None and safety.letters.plain  # the letters replayed
+        assert safety.medical is not None and not safety.medical.option_text  # "Answer: <key>", no option words
+        data = next(row for row in plan if row["stage"] == "data")
+        assert "safety: medical+letters+redteam+benign" in data["does"]
         assert {row["stage"] for row in plan} == {
             "data",
             "sft",

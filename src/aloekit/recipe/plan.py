@@ -122,7 +122,7 @@ def training_length(epochs: float, max_steps: int | None, per_step: int, rows: i
 
 
 def _pref_parts(config: PrefsConfig) -> str:
-    parts = [k for k in ("medical", "redteam", "benign", "reference") if getattr(config, k) is not None]
+    parts = [k for k in ("medical", "letters", "redteam", "benign", "reference") if getattr(config, k) is not None]
     return "+".join(parts + ["pairs"] * bool(config.pairs)) or "none"
 
 
