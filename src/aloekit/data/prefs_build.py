@@ -172,13 +172,19 @@ class PrefsConfig(_Config):
             raise ValueError(
                 "nothing to build: add a 'medical', 'letters', 'redteam', 'benign', 'reference' or 'pairs' section"
             )
-        for name, section in (("medical", self.medical), ("letters", self.letters)):
-            plain = section is not None and (section.plain or name == "letters")
-            if section is not None and plain and (section.rejected != "wrong_option" or section.option_text):
-                raise ValueError(f"{name}: plain pairs need rejected: wrong_option and option_text: false")
         if self.letters is not None and not self.letters.plain:
             raise ValueError("letters: set plain: true (the letters section holds plain letter pairs only)")
+        for name, section in (("medical", self.medical), ("letters", self.letters)):
+            if section is not None and section.plain and (section.rejected != "wrong_option" or section.option_text):
+                raise ValueError(f"{name}: plain pairs need rejected: wrong_option and option_text: false")
         return self
+
+
+def _mcq_items(
+    entries: Sequence[SourceEntry], config: PrefsConfig, tally: Tally, log: Callable[[str], None]
+) -> list[MCQItem]:
+    """The cleaned questions of ``entries`` (those cleaning drops are counted in ``tally``)."""
+    return [c for r in _records(entries, MCQItem, config, tally, log) if (c := clean_mcq(r, config.clean, tally))]
 
 
 def _records(
@@ -309,9 +315,7 @@ def build_prefs(
 
     if config.medical is not None:
         m = config.medical
-        items = [
-            c for r in _records(m.sources, MCQItem, config, tally, log) if (c := clean_mcq(r, config.clean, tally))
-        ]
+        items = _mcq_items(m.sources, config, tally, log)
         if m.balance_letters:
             items = [balanced(item, config.seed) for item in items]
         made, counts = _medical(m, items, config, tally, log, progress)
@@ -320,10 +324,9 @@ def build_prefs(
 
     if config.letters is not None:
         m = config.letters
-        items = [
-            c for r in _records(m.sources, MCQItem, config, tally, log) if (c := clean_mcq(r, config.clean, tally))
-        ]
-        made, counts = _medical(m, items, config, tally, log, progress, label="letters")
+        made, counts = _medical(
+            m, _mcq_items(m.sources, config, tally, log), config, tally, log, progress, label="letters"
+        )
         funnel["letters"].update(counts)
         pairs += [replace(p, category="letters") for p in made]
 

@@ -211,8 +211,10 @@ def debug_token_rows(config: DPORunConfig, n: int) -> list[dict[str, Any]]:
     tokenizer = stage_tokenizer(start, config)
     rows: list[dict[str, Any]] = []
     for stage in config.stages:
+        # The layout is decided on the pairs the stage trains on, as build_stage_trainer does.
         records = [{**row, "id": pair_id} for pair_id, row in pair_rows(stage_pairs(stage).train)]
-        dataset = Dataset.from_list(one_layout(records, tokenizer)[:n])
+        used = pairs_used(records, pairs_per_run(config, stage))
+        dataset = Dataset.from_list(one_layout(used, tokenizer)[:n])
         with quiet_libraries(False):
             tokenized = prepare_dpo_dataset(dataset, tokenizer, stage.max_length)
         for example in tokenized:
