@@ -109,7 +109,7 @@ def test_a_nan_score_is_refused_rather_than_silently_spreading() -> None:
         bootstrap_ci([1.0, math.nan, 0.0])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)  # no deadline: the suite profile (conftest.py)
 @given(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=60), st.integers(0, 2**32 - 1))
 def test_the_interval_is_ordered_and_lies_within_the_data_range(values: list[float], seed: int) -> None:
     low, high = bootstrap_ci(values, resamples=200, seed=seed)

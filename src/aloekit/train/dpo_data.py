@@ -124,6 +124,14 @@ def pairs_used(rows: list[dict[str, Any]], needed: int | None) -> list[dict[str,
     return rows[:end]
 
 
+def train_rows(config: DPORunConfig, stage: DPOStage, path: Path, tokenizer: Any) -> tuple[list[dict[str, Any]], int]:
+    """The pairs of ``path`` that ``stage`` trains on (whole groups, :func:`pairs_used`), in the one layout TRL gets
+    (:func:`one_layout`, decided on these pairs alone), each with its ``id``; and how many pairs the file holds.
+    Training and ``--debug-tokens`` both read through here, so what the debug view shows is what trains."""
+    rows = [{**row, "id": pair_id} for pair_id, row in pair_rows(path)]
+    return one_layout(pairs_used(rows, pairs_per_run(config, stage)), tokenizer), len(rows)
+
+
 def pair_group(row: Mapping[str, Any]) -> str:
     """The question or request a pair was made from (ids ``<item>:<variant>``); a pair without an id is its own."""
     pair_id = row.get("id")

@@ -23,11 +23,9 @@ from aloekit.train.dpo_data import (
     Pairs,
     one_layout,
     pair_group,
-    pair_rows,
-    pairs_per_run,
-    pairs_used,
     read_pairs,
     stage_pairs,
+    train_rows,
 )
 from aloekit.train.trl_compat import checkpointing_arg, dpo_trainer_class, prepare_dpo_dataset, reference_hash
 
@@ -65,12 +63,10 @@ def build_stage_trainer(
     dtype = getattr(torch, policy_dtype(precision, lora=config.lora is not None))
     model = AutoModelForCausalLM.from_pretrained(policy.path, dtype=dtype, trust_remote_code=config.trust_remote_code)
 
-    # With ids, so that the pairs a short stage uses end on a whole group (pairs_used); TRL gets the pairs alone.
-    rows = [{**row, "id": pair_id} for pair_id, row in pair_rows(pairs.train)]
-    used = pairs_used(rows, pairs_per_run(config, stage))
-    if len(used) < len(rows):
-        say(progress, f"stage {stage.name}: {stage.max_steps} steps use {len(used)} of {len(rows)} pairs")
-    train = Dataset.from_list([{k: v for k, v in row.items() if k != "id"} for row in one_layout(used, tokenizer)])
+    used, total = train_rows(config, stage, pairs.train, tokenizer)
+    if len(used) < total:
+        say(progress, f"stage {stage.name}: {stage.max_steps} steps use {len(used)} of {total} pairs")
+    train = Dataset.from_list([{k: v for k, v in row.items() if k != "id"} for row in used])  # TRL gets pairs alone
     validation = Dataset.from_list(one_layout(read_pairs(pairs.validation), tokenizer)) if pairs.validation else None
 
     versions = check_versions()
@@ -85,7 +81,7 @@ def build_stage_trainer(
     keys = {
         "train": refcache.cache_key(
             # The pairs used are a prefix of the file: its hash and length name them.
-            dataset_sha256=pairs.train_sha256 if len(used) == len(rows) else f"{pairs.train_sha256}:{len(used)}",
+            dataset_sha256=pairs.train_sha256 if len(used) == total else f"{pairs.train_sha256}:{len(used)}",
             split="train",
             reference_fingerprint=policy_fingerprint,
             tokenization=tokenization,
@@ -161,7 +157,7 @@ def build_stage_trainer(
         )
     quiet_trainer(trainer, progress)
     # The training file's size too: TRL counts epochs over the pairs it is handed (cut to what max_steps uses).
-    return trainer, cache, tokenizer, timer, len(rows)
+    return trainer, cache, tokenizer, timer, total
 
 
 _SUMMARY_KEYS = (
@@ -211,10 +207,8 @@ def debug_token_rows(config: DPORunConfig, n: int) -> list[dict[str, Any]]:
     tokenizer = stage_tokenizer(start, config)
     rows: list[dict[str, Any]] = []
     for stage in config.stages:
-        # The layout is decided on the pairs the stage trains on, as build_stage_trainer does.
-        records = [{**row, "id": pair_id} for pair_id, row in pair_rows(stage_pairs(stage).train)]
-        used = pairs_used(records, pairs_per_run(config, stage))
-        dataset = Dataset.from_list(one_layout(used, tokenizer)[:n])
+        used, _ = train_rows(config, stage, stage_pairs(stage).train, tokenizer)
+        dataset = Dataset.from_list(used[:n])
         with quiet_libraries(False):
             tokenized = prepare_dpo_dataset(dataset, tokenizer, stage.max_length)
         for example in tokenized:
