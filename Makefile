@@ -42,7 +42,7 @@ install-llamacpp: $(STAMP)
 demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/aloe run recipes/demo.yaml --out runs/demo
 
-# The same stages on real public data laid out like ../shared/data (117 minutes on 2 cores at rd14, one invocation; rd15, with 40 more DPO-safety steps, ~92 minutes of stage time; 2026-12-05; bench/RESULTS.md).
+# The same stages on real public data laid out like ../shared/data (133 minutes on 2 cores in one invocation, training stages 76 minutes: rd16, 2026-12-06; bench/RESULTS.md).
 real-data: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/aloe run recipes/real-data.yaml --data-dir ../shared/data --out runs/real-data
 
