@@ -6,12 +6,13 @@ For each model and formulation (letter, cloze), every option of the validation s
 val_medmcqa and val_pubmedqa: MedMCQA and PubMedQA training-pool parts no recipe trains on, never a test split) is
 scored by the float32 model and by its bf16-linear copy (:func:`aloekit.engines.hf_model.bf16_linears`). It prints
 the largest error of one option per sqrt(its tokens), the largest error of the difference between two options of a
-question per sqrt(their tokens together), the questions per second of both passes, how often the fast copy alone
+question per sqrt(their tokens together), how often the fast copy alone
 predicts what float32 predicts, and the share of questions the checked scorer settles without an exact pass at
-the shipped bounds (``aloekit.evaluation.checked``'s defaults, twice the largest errors of the recorded run).
+the shipped bounds (``aloekit.evaluation.checked``'s defaults, twice the largest errors of the recorded run);
+the questions per second of both passes go to stderr (speed belongs to ``bench/mcqa_parity.py``).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/checked_scoring.py --data-dir ../shared/data \\
-        --models smollm2-135m-instruct,/work/runs/rd11/dpo/train/safety/model
+        --models smollm2-135m-instruct,/work/runs/rd15/sft/train/model,/work/runs/rd15/dpo/train/safety/model
 """
 
 from __future__ import annotations
