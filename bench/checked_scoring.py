@@ -1,10 +1,11 @@
-"""How far bf16-linear log-likelihoods stray from float32 ones, on validation questions only: the measurement behind
+"""How far the bf16 copy's log-likelihoods stray from float32 ones, on validation questions only: the measurement behind
 ``aloekit.evaluation.checked``'s bounds (what checked scoring trusts), split by question class: ``one-token`` (every
 option a single token, read from one position of one forward pass: letters, yes/no/maybe) and ``longer``.
 
 For each model and formulation (letter, cloze), every option of the validation sets (``bench/sweep.py``'s
 val_medmcqa and val_pubmedqa: MedMCQA and PubMedQA training-pool parts no recipe trains on, never a test split) is
-scored by the float32 model and by its bf16-linear copy (:func:`aloekit.engines.hf_model.bf16_linears`). It prints
+scored by the float32 model and by its copy with bf16 attention and MLP blocks
+(:func:`aloekit.engines.hf_model.bf16_blocks`, what checked scoring's fast pass runs). It prints
 the largest error of one option per sqrt(its tokens), the largest error of the difference between two options of a
 question per sqrt(their tokens together), how often the fast copy alone
 predicts what float32 predicts, and the share of questions the checked scorer settles without an exact pass at

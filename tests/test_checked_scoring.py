@@ -135,3 +135,47 @@ def test_a_single_long_call_is_checked_on_its_first_questions_before_the_rest() 
     scores = scorer.score([question] * 100, [[1.0, 1.0]] * 100)
     assert len(scores) == 100 and len(fast.scored) == 64 * 2
     assert (scorer.rescored, scorer.exact_only_after, scorer.questions) == (64, 64, 100)
+
+
+def pairs() -> list[LoglikelihoodRequest]:
+    contexts = ("Question: is aspirin an anticoagulant?\nAnswer:", "The first line treatment of sepsis is")
+    options = (" yes", " no", " maybe", " fluids and antibiotics given early", " rest")
+    return [LoglikelihoodRequest(c, o) for c in contexts for o in options]
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_the_fast_copy_runs_attention_and_mlp_in_bf16_and_leaves_the_exact_model_as_it_was(
+    tiny_models: dict[str, Path], family: str
+) -> None:
+    import torch
+
+    from aloekit.engines.hf import HFEngine
+
+    exact = HFEngine.from_reference(str(tiny_models[family]), dtype="float32")
+    before = {name: p.clone() for name, p in exact.model.named_parameters()}
+    fast = exact.bf16_copy()
+    layer = fast.model.model.layers[0]
+    assert layer.self_attn.inner.q_proj.weight.dtype == layer.mlp.inner.up_proj.weight.dtype == torch.bfloat16
+    # The residual stream's norms, the embeddings and the head stay float32, shared with the exact model.
+    assert layer.input_layernorm.weight is exact.model.model.layers[0].input_layernorm.weight
+    assert fast.model.get_input_embeddings().weight is exact.model.get_input_embeddings().weight
+    assert all(p.dtype == torch.float32 and torch.equal(p, before[n]) for n, p in exact.model.named_parameters())
+    ours, reference = fast.loglikelihood(pairs()), exact.loglikelihood(pairs())
+    errors = [abs(a.logprob - b.logprob) for a, b in zip(ours, reference, strict=True)]
+    # bf16 rounding (8 bits of mantissa) moves the scores a little, never by nothing and never far.
+    assert 0 < max(errors) < 0.1
+    assert [a.n_tokens for a in ours] == [b.n_tokens for b in reference]
+
+
+def test_a_model_without_attention_and_mlp_blocks_is_refused_in_one_line() -> None:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from aloekit.engines.hf_model import bf16_blocks
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=32, n_positions=16))
+    with pytest.raises(UserError, match="use scoring exact") as caught:
+        bf16_blocks(model)
+    assert "\n" not in str(caught.value)
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -220,6 +220,28 @@ def test_a_prefix_shared_by_every_question_in_a_batch_is_run_once_and_changes_no
         assert g.is_greedy == greedy
 
 
+def test_a_prefix_shared_across_batches_runs_once_per_call_and_changes_no_score(tiny_llama):
+    # Eight questions in batches of two: four batches, one prefix forward among them, then one forward per batch.
+    shots = " ".join(random.Random(2).choices(WORDS, k=40)) + "\nAnswer: A\n\n"
+    requests = [
+        LoglikelihoodRequest(shots + f"Question {q}: {' '.join(random.Random(q).choices(WORDS, k=2 + q))}\nAnswer:", o)
+        for q in range(8)
+        for o in (" A", " B")
+    ]
+    engine = HFEngine.from_reference(str(tiny_llama), batch_size=2)
+    calls = count_forwards(engine)
+    got = engine.loglikelihood(requests)
+    assert len(calls) == 1 + 4
+    expected = direct_loglikelihood(tiny_llama, requests)
+    for g, (logprob, greedy) in zip(got, expected, strict=True):
+        assert g.logprob == pytest.approx(logprob, abs=1e-4)
+        assert g.is_greedy == greedy
+    # A second call starts afresh: its prefix is run again, not read from a call that has ended.
+    calls.clear()
+    engine.loglikelihood(requests[:4])
+    assert len(calls) == 1 + 1
+
+
 def test_models_with_sliding_window_layers_do_not_share_prefixes(tiny_models):
     assert HFEngine.from_reference(str(tiny_models["gemma"])).prefix_sharing is False
     assert HFEngine.from_reference(str(tiny_models["llama"])).prefix_sharing is True

@@ -16,7 +16,8 @@ in :mod:`aloekit.engines.hf_model`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import copy
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -37,7 +38,7 @@ from aloekit.engines.hf_batching import (
     _prefix_batches,
     _shared_prefix,
 )
-from aloekit.engines.hf_model import _dtype, _eos_ids, _has_sliding_window, _output_head_in_fp32, bf16_linears
+from aloekit.engines.hf_model import _dtype, _eos_ids, _has_sliding_window, _output_head_in_fp32, bf16_blocks
 from aloekit.engines.tokens import PromptEncoder
 from aloekit.errors import UserError
 from aloekit.progress import progress_bar
@@ -125,10 +126,8 @@ class HFEngine:
         return cls(model, tokenizer, model_id=str(ref), batch_size=batch_size, seed=seed, add_bos=add_bos)
 
     def bf16_copy(self) -> HFEngine:
-        """This engine over a copy of its float32 model whose linear layers compute in bf16 (:func:`bf16_linears`):
-        the fast half of checked scoring (:mod:`aloekit.evaluation.checked`)."""
-        import copy
-
+        """This engine over a copy of its float32 model whose attention and MLP blocks compute in bf16
+        (:func:`bf16_blocks`): the fast half of checked scoring (:mod:`aloekit.evaluation.checked`)."""
         import torch
 
         from aloekit.hardware import cpu_supports_bf16
@@ -144,9 +143,9 @@ class HFEngine:
                 "than float32; use scoring exact"
             )
         # Copy the modules, not the weights: every float32 tensor is shared (read-only here), so the copy costs only
-        # the bf16 weights of its linear layers, not a second float32 model.
+        # the bf16 weights of its attention and MLP blocks, not a second float32 model.
         shared = {id(t): t for t in (*self.model.parameters(), *self.model.buffers())}
-        fast = bf16_linears(copy.deepcopy(self.model, shared))
+        fast = bf16_blocks(copy.deepcopy(self.model, shared))
         twin = HFEngine(fast, self.tokenizer, model_id=self.model_id, batch_size=self.batch_size, seed=self.seed)
         twin.encoder, twin.max_length = self.encoder, self.max_length  # the same prompts, token for token
         return twin
@@ -190,14 +189,15 @@ class HFEngine:
 
         results: list[Loglikelihood | None] = [None] * len(requests)
         batches = list(_batches_of_groups(work, self.batch_size, width))
+        prefixes = _PrefixCaches()
         with torch.inference_mode(), progress_bar(progress, len(requests), "log-likelihood") as advance:
             for batch in batches:
-                for index, value in self._score_batch(batch):
+                for index, value in self._score_batch(batch, prefixes):
                     results[index] = value
                 advance(sum(len(g.members) for g in batch))
         return [r for r in results if r is not None]
 
-    def _score_batch(self, batch: list[_Group]) -> Iterator[tuple[int, Loglikelihood]]:
+    def _score_batch(self, batch: list[_Group], prefixes: _PrefixCaches) -> Iterator[tuple[int, Loglikelihood]]:
         import torch
 
         dev = self.device
@@ -208,8 +208,13 @@ class HFEngine:
         shared = _shared_prefix(contexts) if len(batch) > 1 and self.prefix_sharing else 0
         cache = None
         if shared:
-            prefix = torch.tensor([contexts[0][:shared]], device=dev)
-            cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+            key = tuple(contexts[0][:shared])
+            if key not in prefixes:
+                # Batches of one call mostly share the same prefix (an MMLU subject's header, the few-shot block):
+                # run it once per call, not once per batch. Same shape, same tokens: the same keys and values.
+                prefix = torch.tensor([key], device=dev)
+                prefixes[key] = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+            cache = copy.deepcopy(prefixes[key])  # reorder_cache below replaces the copy's tensors, not the kept ones
             cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long, device=dev))
         suffixes = [c[shared:] for c in contexts]
         ctx_len = max(len(c) for c in suffixes)
@@ -434,3 +439,15 @@ class HFEngine:
 
     def close(self) -> None:
         """Nothing to release beyond memory, which Python frees with the engine."""
+
+
+class _PrefixCaches(OrderedDict[tuple[int, ...], Any]):
+    """The keys/values of the shared prompt prefixes one log-likelihood call has run, newest last, at most
+    :attr:`KEEP` (a few-shot prefix of 600 tokens is about 27 MB for SmolLM2-135M)."""
+
+    KEEP = 8
+
+    def __setitem__(self, key: tuple[int, ...], value: Any) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self.KEEP:
+            self.popitem(last=False)
