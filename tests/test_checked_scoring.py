@@ -115,6 +115,19 @@ def test_a_checked_run_predicts_what_the_exact_run_predicts_and_records_how(
     assert 0 <= record["rescored_in_fp32"] <= 12 and "scoring" not in runs["exact"]
 
 
+def test_the_open_questions_of_one_call_are_scored_again_in_one_exact_pass() -> None:
+    logprobs = {" A": -1.0, " B": -1.1, " C": -1.0, " D": -4.0}
+    exact, fast = Offset(logprobs, {}), Offset(logprobs, {})
+    scorer = CheckedScorer(fast=fast, exact=exact, error=0.9, difference=0.5)
+    close = [LoglikelihoodRequest("close", " A"), LoglikelihoodRequest("close", " B")]
+    clear = [LoglikelihoodRequest("clear", " C"), LoglikelihoodRequest("clear", " D")]
+    questions = [close if i % 10 == 0 else clear for i in range(100)]  # open ones before and after question 64
+    scores = scorer.score(questions, [[1.0, 1.0]] * 100)
+    # The fast pass runs in two parts (the first 64 decide whether to go on), the exact one once, over all ten.
+    assert (fast.calls, exact.calls) == (2, 1) and exact.scored == ["close"] * 20
+    assert [s.logprob for s in scores[0]] == [-1.0, -1.1] and (scorer.rescored, scorer.questions) == (10, 100)
+
+
 def test_when_most_questions_need_the_exact_pass_the_rest_is_scored_exactly_alone() -> None:
     exact = Offset({" A": -1.0, " B": -1.1}, {})
     fast = Offset({" A": -1.0, " B": -1.1}, {})  # every lead of 0.1 is within the bound: all re-scored

@@ -15,6 +15,7 @@ those of the others are within the bounds.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,50 +94,63 @@ class CheckedScorer:
     ) -> list[list[Loglikelihood]]:
         """Each question's options' log-likelihoods (``lengths``: the per-character normalisers of ``acc_norm``)."""
         probe = GIVE_UP[0] - self.questions
-        if 0 < probe < len(questions):  # decide on the first questions before scoring the rest of a long call
-            head = self.score(questions[:probe], lengths[:probe])
-            return head + self.score(questions[probe:], lengths[probe:])
-        # The hand-over rule is a share, not measured times: timings on a shared machine are noisy, and a first bf16
-        # pass also pays for oneDNN's kernel set-up, so a time rule switched off the bf16 pass when it was paying off.
-        if (
-            self.exact_only_after is None
-            and self.questions >= GIVE_UP[0]
-            and self.rescored > GIVE_UP[1] * self.questions
-        ):
-            self.exact_only_after = self.questions
-        engine = self.exact if self.exact_only_after is not None else self.fast
+        # Decide on the first questions before scoring the rest of a long call.
+        cuts = [0, probe, len(questions)] if 0 < probe < len(questions) else [0, len(questions)]
+        out: list[list[Loglikelihood]] = []
+        undecided: list[int] = []
+        for lo, hi in itertools.pairwise(cuts):
+            # The hand-over rule is a share, not measured times: timings on a shared machine are noisy, and a first
+            # bf16 pass also pays for oneDNN's kernel set-up, so a time rule switched off the bf16 pass when it was
+            # paying off.
+            if (
+                self.exact_only_after is None
+                and self.questions >= GIVE_UP[0]
+                and self.rescored > GIVE_UP[1] * self.questions
+            ):
+                self.exact_only_after = self.questions
+            if self.exact_only_after is not None:
+                out += self._run(self.exact, questions[lo:hi], "alone")
+            else:
+                scores = self._run(self.fast, questions[lo:hi], "fast")
+                open_ = [
+                    lo + i
+                    for i, (option_scores, lens) in enumerate(zip(scores, lengths[lo:hi], strict=True))
+                    if not decided(
+                        [s.logprob for s in option_scores],
+                        lens,
+                        [s.n_tokens for s in option_scores],
+                        error=self.error,
+                        difference=self.difference,
+                    )
+                ]
+                out += scores
+                undecided += open_
+                self.rescored += len(open_)
+            self.questions += hi - lo
+        if undecided:  # one exact pass over every open question of the call: fuller batches, one prefix pass
+            for i, option_scores in zip(
+                undecided, self._run(self.exact, [questions[i] for i in undecided], "rescoring"), strict=True
+            ):
+                out[i] = option_scores
+        return out
+
+    def _run(
+        self, engine: Engine, questions: Sequence[Sequence[LoglikelihoodRequest]], kind: str
+    ) -> list[list[Loglikelihood]]:
+        """``engine``'s scores of every option of ``questions``, per question; its seconds are added to ``kind``'s."""
         began = time.perf_counter()
         flat = engine.loglikelihood([r for q in questions for r in q])
-        if engine is self.fast:
-            self.fast_seconds += time.perf_counter() - began
+        seconds = time.perf_counter() - began
+        if kind == "fast":
+            self.fast_seconds += seconds
+        elif kind == "rescoring":
+            self.exact_seconds += seconds
         else:
-            self.alone_seconds += time.perf_counter() - began
+            self.alone_seconds += seconds
         out, start = [], 0
         for q in questions:
             out.append(flat[start : start + len(q)])
             start += len(q)
-        undecided = [
-            i
-            for i, (scores, lens) in enumerate(zip(out, lengths, strict=True))
-            if engine is self.fast
-            and not decided(
-                [s.logprob for s in scores],
-                lens,
-                [s.n_tokens for s in scores],
-                error=self.error,
-                difference=self.difference,
-            )
-        ]
-        if undecided:
-            began = time.perf_counter()
-            again = self.exact.loglikelihood([r for i in undecided for r in questions[i]])
-            self.exact_seconds += time.perf_counter() - began
-            start = 0
-            for i in undecided:
-                out[i] = again[start : start + len(questions[i])]
-                start += len(questions[i])
-        self.questions += len(questions)
-        self.rescored += len(undecided)
         return out
 
     def record(self) -> dict[str, object]:
