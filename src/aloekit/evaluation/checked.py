@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +64,8 @@ def decided(
     return bool(np.all(per_char[top] - per_char[others] > slack))
 
 
+_PASSES = ("bf16_pass", "fp32_rescoring", "fp32_alone")
+
 GIVE_UP = (64, 0.6)
 """After this many questions, exact scoring alone takes over for the rest when more than this share needed the
 exact pass (a bf16-block pass costs 0.35-0.45 of an exact one on a CPU with AMX, so past 0.6 checking costs more than
@@ -85,9 +87,8 @@ class CheckedScorer:
     rescored: int = 0
     exact_only_after: int | None = None
     """Questions scored when the scorer switched to exact scoring alone (None: it never did)."""
-    fast_seconds: float = 0.0
-    exact_seconds: float = 0.0
-    alone_seconds: float = 0.0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_PASSES, 0.0))
+    """Wall-clock seconds per kind of pass: the bf16 pass, float32 re-scoring, float32 alone after giving up."""
 
     def score(
         self, questions: Sequence[Sequence[LoglikelihoodRequest]], lengths: Sequence[Sequence[float]]
@@ -109,9 +110,9 @@ class CheckedScorer:
             ):
                 self.exact_only_after = self.questions
             if self.exact_only_after is not None:
-                out += self._run(self.exact, questions[lo:hi], "alone")
+                out += self._run(self.exact, questions[lo:hi], "fp32_alone")
             else:
-                scores = self._run(self.fast, questions[lo:hi], "fast")
+                scores = self._run(self.fast, questions[lo:hi], "bf16_pass")
                 open_ = [
                     lo + i
                     for i, (option_scores, lens) in enumerate(zip(scores, lengths[lo:hi], strict=True))
@@ -129,7 +130,7 @@ class CheckedScorer:
             self.questions += hi - lo
         if undecided:  # one exact pass over every open question of the call: fuller batches, one prefix pass
             for i, option_scores in zip(
-                undecided, self._run(self.exact, [questions[i] for i in undecided], "rescoring"), strict=True
+                undecided, self._run(self.exact, [questions[i] for i in undecided], "fp32_rescoring"), strict=True
             ):
                 out[i] = option_scores
         return out
@@ -140,13 +141,7 @@ class CheckedScorer:
         """``engine``'s scores of every option of ``questions``, per question; its seconds are added to ``kind``'s."""
         began = time.perf_counter()
         flat = engine.loglikelihood([r for q in questions for r in q])
-        seconds = time.perf_counter() - began
-        if kind == "fast":
-            self.fast_seconds += seconds
-        elif kind == "rescoring":
-            self.exact_seconds += seconds
-        else:
-            self.alone_seconds += seconds
+        self.seconds[kind] += time.perf_counter() - began
         out, start = [], 0
         for q in questions:
             out.append(flat[start : start + len(q)])
@@ -160,11 +155,7 @@ class CheckedScorer:
             "error_bound": self.error,
             "difference_bound": self.difference,
             "exact_only_after": self.exact_only_after,
-            "seconds": {
-                "bf16_pass": round(self.fast_seconds, 2),
-                "fp32_rescoring": round(self.exact_seconds, 2),
-                "fp32_alone": round(self.alone_seconds, 2),
-            },
+            "seconds": {kind: round(value, 2) for kind, value in self.seconds.items()},
             "questions_scored": self.questions,
             "rescored_in_fp32": self.rescored,
         }
