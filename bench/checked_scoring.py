@@ -89,16 +89,17 @@ def main() -> int:
             for q, lens in zip(reqs, lengths, strict=True):
                 fast_q = np.array([s.logprob for s in scores["fast"][start : start + len(q)]])
                 exact_q = np.array([s.logprob for s in scores["exact"][start : start + len(q)]])
-                n = np.array([s.n_tokens for s in scores["exact"][start : start + len(q)]], dtype=np.float64)
+                counts = [s.n_tokens for s in scores["exact"][start : start + len(q)]]
+                n = np.array(counts, dtype=np.float64)
                 start += len(q)
-                kind = question_class(n.astype(int).tolist())
+                kind = question_class(counts)
                 r = row[kind]
                 e = fast_q - exact_q
                 r["error"] = max(r["error"], float(np.max(np.abs(e) / np.sqrt(n))))
                 r["difference"] = max(
                     r["difference"], float(np.max(np.abs(e[:, None] - e[None, :]) / np.sqrt(n[:, None] + n[None, :])))
                 )
-                r["settled"] += decided(fast_q, lens, n.astype(int), error=DEFAULT_ERROR, difference=DEFAULT_DIFFERENCE)
+                r["settled"] += decided(fast_q, lens, counts, error=DEFAULT_ERROR, difference=DEFAULT_DIFFERENCE)
                 r["same"] += int(np.argmax(fast_q) == np.argmax(exact_q))
                 r["n"] += 1
                 r["options"] += len(q)

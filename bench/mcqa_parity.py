@@ -200,10 +200,10 @@ def main() -> int:
         line = f"| {row['label']} | {row['n']} | {row['acc_lm_eval']:.3f} | {row['qps_lm_eval']:.2f} |"
         for scoring in scorings:
             r = row[scoring]
-            rescored = f" ({r['rescored']} re-scored in fp32" if r["rescored"] is not None else ""
+            notes = [f"{r['rescored']} re-scored in fp32"] if r["rescored"] is not None else []
             if r.get("exact_only_after") is not None:  # the scorer gave up on the bf16 pass (checked.GIVE_UP)
-                rescored += f"; float32 alone after question {r['exact_only_after']}"
-            rescored += ")" if rescored else ""
+                notes.append(f"float32 alone after question {r['exact_only_after']}")
+            rescored = f" ({'; '.join(notes)})" if notes else ""
             line += (
                 f" {r['same']:.1%} | {r['acc']:.3f} | {r['qps']:.2f}{rescored} | {r['qps'] / row['qps_lm_eval']:.2f}x |"
             )
