@@ -69,8 +69,9 @@ _PASSES = ("bf16_pass", "fp32_rescoring", "fp32_alone")
 GIVE_UP = (64, 0.6)
 """After this many questions, exact scoring alone takes over for the rest when more than this share needed the
 exact pass (a bf16-block pass costs 0.35-0.45 of an exact one on a CPU with AMX, so past 0.6 checking costs more than
-it saves). Models whose options nearly tie land here (measured: SmolLM2-135M after the recipe's SFT, 7% of validation
-letter questions settled; PubMedQA's yes/no/maybe, whose per-character answer also moves with one option's error)."""
+it saves). Models whose options nearly tie land here (measured: SmolLM2-135M after the recipe's SFT, under 7% of
+validation letter questions settled; PubMedQA's yes/no/maybe, whose per-character answer also moves with one option's
+error)."""
 
 
 @dataclass
